@@ -1,0 +1,61 @@
+# The README's commands.  CMake is the build; this file only drives it.
+#
+#   make demo    build everything and run the tour of the examples
+#   make test    build and run every test: plain, ASan+UBSan and TSan builds
+#   make bench   build and run the benchmarks beside std::stop_token, GCancellable
+#
+# Build trees live in build/<variant>.  JOBS sets the build parallelism.
+
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE ?= cmake
+CTEST ?= ctest
+CC ?= cc
+WERROR ?= $(if $(CI),ON,OFF)
+CMAKE_FLAGS = -DCANCEL_WERROR=$(WERROR)
+
+.PHONY: all demo test test-plain test-asan test-tsan bench clean format deps-bench
+
+all: build/plain/.built
+
+build/%/.configured:
+	@mkdir -p build/$*
+	$(CMAKE) -S . -B build/$* $(CMAKE_FLAGS) $(VARIANT_FLAGS) >/dev/null
+	@touch $@
+
+build/plain/.configured: VARIANT_FLAGS =
+build/asan/.configured: VARIANT_FLAGS = -DCANCEL_SANITIZE=address
+build/tsan/.configured: VARIANT_FLAGS = -DCANCEL_SANITIZE=thread
+build/bench/.configured: VARIANT_FLAGS = -DCMAKE_BUILD_TYPE=Release -DCANCEL_BUILD_BENCH=ON -DCANCEL_BUILD_TESTS=OFF
+
+build/%/.built: build/%/.configured FORCE
+	$(CMAKE) --build build/$* -j $(JOBS)
+	@touch $@
+
+FORCE:
+
+demo: build/plain/.built
+	@sh examples/tour.sh build/plain/examples
+
+# Every test runs in the plain build, then under ASan+UBSan and under TSan.
+# The summary line of each CTest run is kept and totalled at the end.
+test:
+	@$(MAKE) --no-print-directory build/plain/.built build/asan/.built build/tsan/.built
+	@sh tests/run-all.sh build/plain build/asan build/tsan
+
+test-plain test-asan test-tsan: test-%:
+	@$(MAKE) --no-print-directory build/$*/.built
+	@sh tests/run-all.sh build/$*
+
+deps-bench:
+	@sh bench/deps.sh
+
+bench: deps-bench
+	@$(MAKE) --no-print-directory build/bench/.built
+	@sh bench/run.sh build/bench/bench
+
+format:
+	clang-format -i include/cancel/*.h src/*.c src/*.h src/platform/*.[ch] \
+	    tests/*.[ch] tests/*/*.c examples/*.c bench/*.c
+
+clean:
+	rm -rf build

@@ -1,0 +1,55 @@
+/* Names and messages of the error codes the library returns. */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "cancel/token.h"
+
+static const struct {
+    int code;
+    const char *name;
+    const char *msg;
+} errors[] = {
+    {0, "OK", "success"},
+    {ECANCELED, "ECANCELED", "operation canceled"},
+    {ETIMEDOUT, "ETIMEDOUT", "deadline passed"},
+    {EINVAL, "EINVAL", "invalid argument"},
+    {ENOMEM, "ENOMEM", "out of memory"},
+    {EOVERFLOW, "EOVERFLOW", "count past its maximum"},
+    {EAGAIN, "EAGAIN", "resource temporarily unavailable"},
+    {EBUSY, "EBUSY", "object in use"},
+    {EINTR, "EINTR", "interrupted by a signal"},
+    {EBADF, "EBADF", "bad file descriptor"},
+    {EMFILE, "EMFILE", "too many open files"},
+    {ENFILE, "ENFILE", "too many open files in system"},
+    {ECHILD, "ECHILD", "no such child process"},
+    {EPIPE, "EPIPE", "broken pipe"},
+    {ECONNREFUSED, "ECONNREFUSED", "connection refused"},
+    {ECONNRESET, "ECONNRESET", "connection reset by peer"},
+    {EINPROGRESS, "EINPROGRESS", "operation in progress"},
+    {ENOTSOCK, "ENOTSOCK", "not a socket"},
+    {ESRCH, "ESRCH", "no such process"},
+    {EPERM, "EPERM", "operation not permitted"},
+    {ENOSYS, "ENOSYS", "function not implemented"},
+};
+
+static int find(int err)
+{
+    if (err < 0)
+        err = -err;
+    for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++)
+        if (errors[i].code == err)
+            return (int)i;
+    return -1;
+}
+
+const char *cancel_strerror(int err)
+{
+    int i = find(err);
+    return i < 0 ? "unknown error" : errors[i].msg;
+}
+
+const char *cancel_err_name(int err)
+{
+    int i = find(err);
+    return i < 0 ? "UNKNOWN" : errors[i].name;
+}

@@ -1,0 +1,156 @@
+/* Declarations shared between the library's .c files (cancel__ prefix).
+ * Never installed; hidden from the shared library by visibility and by the
+ * version map.  Tests link the static library and may use the hooks marked
+ * "test hook". */
+#ifndef CANCEL_INTERNAL_H
+#define CANCEL_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cancel/token.h"
+
+/* ---- alloc.c: every allocation of the library goes through here -------- */
+
+void *cancel__malloc(size_t n);
+void *cancel__calloc(size_t n, size_t size);
+void cancel__free(void *p);
+
+/* Test hook: make the allocation `n` allocations from now fail (0: the next
+ * one), and every one after it until the hook is set again; -1 disables.
+ * Failed allocations set errno = ENOMEM and return NULL. */
+void cancel__alloc_fail_after(long n);
+/* Test hook: allocations made and not yet freed, across the process.
+ * Counted only in the test build of the library (CANCEL_TEST_HOOKS,
+ * target cancel_test, which the tests link); 0 elsewhere. */
+long cancel__alloc_live(void);
+
+#endif /* CANCEL_INTERNAL_H */
+
+/* ---- platform/futex.c ---------------------------------------------------- */
+
+/* Block while *addr == val (a spurious return is allowed); wake waiters.
+ * Linux: futex(2).  Elsewhere: a hashed table of mutexes and condvars. */
+void cancel__futex_wait(_Atomic uint32_t *addr, uint32_t val);
+void cancel__futex_wake(_Atomic uint32_t *addr, int n);
+
+/* ---- the state behind a source and its tokens (source.c) ----------------- */
+
+struct cancel__ext;
+
+/* Flags of a source, guarded by its stripe lock. */
+enum {
+    CANCEL__FREED = 1u << 0,      /* the owner called cancel_source_free */
+    CANCEL__DEAD = 1u << 1,       /* no reference left: destroy when unlinked */
+    CANCEL__EXT_INLINE = 1u << 2, /* ext shares the source's allocation */
+};
+
+/* A source.  Without timer, fd or links it is this struct alone: 32 bytes.
+ * Lifetime: `refs` counts the owner, retained tokens and short-lived
+ * internal references (a canceller running callbacks, the timer thread).
+ * When it drops to 0 the source is DEAD and is destroyed as soon as no
+ * registration is pending on it (the list is empty). */
+struct cancel_source {
+    struct cancel__head head;   /* reason: 0, then > 0; read lock-free */
+    _Atomic uint32_t refs;
+    uint32_t flags;             /* CANCEL__*, under the stripe lock */
+    _Atomic uint32_t waiters;   /* threads blocked on head.reason */
+    struct cancel__reg *regs;   /* pending registrations, newest first */
+    struct cancel__ext *_Atomic ext;
+};
+
+/* A registration, as the library sees the caller's cancel_registration.
+ * `word` says where it is:
+ *   0                          inert: never registered, unregistered, run
+ *                              inline, dropped by try_reset, or posted
+ *   src | REG_PENDING          linked in src->regs (| REG_POSTED: posted kind)
+ *   src | REG_FIRED            taken by a canceller of src: fn has been or is
+ *                              being called; a.rec/b.seq say which call
+ * Only REG_PENDING registrations are linked.  Plain ones keep b.prev; posted
+ * ones keep the post function there instead, so removing a posted
+ * registration searches the list for its predecessor. */
+struct cancel__runrec;
+struct cancel__reg {
+    union {
+        struct cancel__reg *next;   /* PENDING */
+        struct cancel__runrec *rec; /* FIRED */
+    } a;
+    union {
+        struct cancel__reg *prev;   /* PENDING, plain */
+        cancel_post_fn *post;       /* PENDING, posted */
+        uint64_t seq;               /* FIRED */
+    } b;
+    _Atomic uintptr_t word;
+    cancel_callback *fn;
+    void *arg;
+    void *ctx; /* posted: the post function's context */
+};
+
+#define CANCEL__REG_PENDING ((uintptr_t)1)
+#define CANCEL__REG_POSTED ((uintptr_t)2)
+#define CANCEL__REG_FIRED ((uintptr_t)4)
+#define CANCEL__REG_TAGS ((uintptr_t)7)
+
+/* A link of a linked source to one parent. */
+struct cancel__link {
+    cancel_registration reg; /* on the parent */
+    cancel_source *parent;
+    cancel_source *child;
+};
+
+/* What only some sources need: a timer entry, a wait fd, parent links.
+ * Allocated on first use (timer, fd) or with the source (links). */
+struct cancel__ext {
+    cancel_source *src;
+    int64_t deadline;         /* timer: on the installed clock; timer lock */
+    size_t heap_index;        /* timer: position in the heap or NOT_ARMED */
+    struct cancel__ext *async_next; /* cancel_async queue; timer lock */
+    size_t nlinks;
+    struct cancel__link links[];
+};
+
+#define CANCEL__NOT_ARMED ((size_t)-1)
+
+/* ---- registration.c ------------------------------------------------------ */
+
+/* The stripe lock that guards a source's registration list and flags.
+ * Locks live in a static table indexed by the source's address, so a
+ * thread may take the lock of a source that may already be destroyed. */
+void cancel__lock(const cancel_source *src);
+void cancel__unlock(const cancel_source *src);
+
+/* Run and drain every pending registration of a canceled source, newest
+ * first.  Called once, by the thread whose cancel won. */
+void cancel__notify(cancel_source *src);
+
+/* ---- source.c ------------------------------------------------------------ */
+
+/* Cancel with `reason` (> 0) and run the callbacks on this thread.
+ * Returns true if this call did it (false: already canceled). */
+bool cancel__cancel(cancel_source *src, int reason);
+/* Set the reason only; the caller runs cancel__notify later. */
+bool cancel__set_canceled(cancel_source *src, int reason);
+void cancel__ref(cancel_source *src);
+void cancel__unref(cancel_source *src);
+/* Destroy a DEAD source whose registration list is empty. */
+void cancel__destroy(cancel_source *src);
+/* The source's ext, allocated on first use; NULL when out of memory. */
+struct cancel__ext *cancel__get_ext(cancel_source *src);
+/* Record t as this thread's canceled token. */
+void cancel__record(cancel_token t);
+
+/* ---- linked.c ------------------------------------------------------------ */
+
+void cancel__unlink_parents(struct cancel__ext *ext);
+
+/* ---- timer.c: the library thread, the timer heap, the clock -------------- */
+
+/* Arm (delay >= 0) or disarm (delay < 0). 0, -ENOMEM, -EAGAIN. */
+int cancel__timer_set(struct cancel__ext *ext, int64_t delay_ns);
+void cancel__timer_disarm(struct cancel__ext *ext);
+/* Queue the callbacks of an already-canceled source (holding a reference
+ * for the queue) to run on the library thread. 0 or -EAGAIN. */
+int cancel__async_prepare(void);
+void cancel__async_queue(struct cancel__ext *ext);

@@ -1,0 +1,69 @@
+/* The one place that knows how to sleep on a 32-bit word.
+ * Linux: futex(2), private to the process.  Elsewhere: a small table of
+ * mutex/condvar pairs hashed by address; a waiter rechecks the word under
+ * the bucket's mutex, so a wake between its check and its sleep is not
+ * lost (the waker takes the same mutex). */
+#include "internal.h"
+
+#ifdef __linux__
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+void cancel__futex_wait(_Atomic uint32_t *addr, uint32_t val)
+{
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL,
+            0);
+}
+
+void cancel__futex_wake(_Atomic uint32_t *addr, int n)
+{
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+}
+
+#else /* portable fallback */
+
+#include <pthread.h>
+
+#define BUCKETS 64
+
+static struct bucket {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} buckets[BUCKETS];
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void init(void)
+{
+    for (int i = 0; i < BUCKETS; i++) {
+        pthread_mutex_init(&buckets[i].mu, NULL);
+        pthread_cond_init(&buckets[i].cv, NULL);
+    }
+}
+
+static struct bucket *bucket_of(const void *addr)
+{
+    pthread_once(&once, init);
+    return &buckets[((uintptr_t)addr >> 4) % BUCKETS];
+}
+
+void cancel__futex_wait(_Atomic uint32_t *addr, uint32_t val)
+{
+    struct bucket *b = bucket_of(addr);
+    pthread_mutex_lock(&b->mu);
+    if (atomic_load(addr) == val)
+        pthread_cond_wait(&b->cv, &b->mu);
+    pthread_mutex_unlock(&b->mu);
+}
+
+void cancel__futex_wake(_Atomic uint32_t *addr, int n)
+{
+    (void)n;
+    struct bucket *b = bucket_of(addr);
+    pthread_mutex_lock(&b->mu);
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
+#endif

@@ -1,0 +1,478 @@
+/* Registrations: register, unregister, and running the callbacks.
+ *
+ * Invariants
+ *   - A source's registration list (src->regs, newest first) and its flags
+ *     are guarded by the source's *stripe lock*: one of STRIPES spinlocks in
+ *     a static table, chosen by the source's address.  The table never goes
+ *     away, so cancel_unregister can take the lock of a source that may
+ *     already be destroyed and only then look at the registration, under the
+ *     lock, to learn whether the source is still there.
+ *   - A registration's `word` (see internal.h) changes only under the stripe
+ *     lock of its source.  A PENDING registration keeps its source alive
+ *     (a source is destroyed only when its list is empty).
+ *   - A canceller takes registrations one at a time from the head of the
+ *     list, under the lock.  It marks each one FIRED, together with the
+ *     identity of the call that runs it: a *run record* and a sequence
+ *     number.  Run records are never freed (they are recycled), so an
+ *     unregister can learn, under the lock, whether that call is still
+ *     running, without touching the registration's source or anything the
+ *     callback may have freed.  After it calls fn the canceller never writes
+ *     to the registration again.
+ *
+ * Lock order: a stripe lock is a leaf: nothing else is taken while one is
+ * held, and no callback runs under it.  Critical sections are a few pointer
+ * updates (O(n) only when removing a posted registration or resetting), so
+ * the lock spins briefly and then yields; threads that wait for a running
+ * callback sleep on a futex in the run record.
+ *
+ * Memory ordering: a cancel publishes the reason (a seq_cst CAS) before it
+ * takes the lock; register reads the reason under the same lock.  So a
+ * register either sees the cancellation (and runs fn itself) or links the
+ * registration before the canceller looks at the list.  Everything the
+ * canceller wrote before canceling happens-before each callback (the lock
+ * is released after the reason was set and acquired before fn is read).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+_Static_assert(sizeof(struct cancel__reg) <= sizeof(cancel_registration),
+               "cancel_registration too small");
+_Static_assert(_Alignof(struct cancel__reg) <= _Alignof(cancel_registration),
+               "cancel_registration misaligned");
+_Static_assert(sizeof(cancel_registration) <= 48, "registration over 48 bytes");
+
+/* ---- stripe locks ------------------------------------------------------- */
+
+#define STRIPES 256
+
+static struct stripe {
+    _Atomic uint32_t locked;
+    char pad[64 - sizeof(uint32_t)];
+} stripes[STRIPES] __attribute__((aligned(64)));
+
+static struct stripe *stripe_of(const void *src)
+{
+    uintptr_t a = (uintptr_t)src;
+    return &stripes[((a >> 6) ^ (a >> 14)) % STRIPES];
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static void lock_slow(struct stripe *s)
+{
+    for (unsigned spins = 0;; spins++) {
+        if (atomic_load_explicit(&s->locked, memory_order_relaxed) == 0) {
+            uint32_t expected = 0;
+            if (atomic_compare_exchange_weak_explicit(
+                    &s->locked, &expected, 1, memory_order_acquire,
+                    memory_order_relaxed))
+                return;
+        }
+        if (spins < 64)
+            cpu_relax();
+        else
+            sched_yield(); /* the holder was preempted: let it run */
+    }
+}
+
+static inline void stripe_lock(struct stripe *s)
+{
+    uint32_t expected = 0;
+    if (!atomic_compare_exchange_strong_explicit(&s->locked, &expected, 1,
+                                                 memory_order_acquire,
+                                                 memory_order_relaxed))
+        lock_slow(s);
+}
+
+static inline void stripe_unlock(struct stripe *s)
+{
+    atomic_store_explicit(&s->locked, 0, memory_order_release);
+}
+
+void cancel__lock(const cancel_source *src)
+{
+    stripe_lock(stripe_of(src));
+}
+
+void cancel__unlock(const cancel_source *src)
+{
+    stripe_unlock(stripe_of(src));
+}
+
+/* ---- run records -------------------------------------------------------- */
+
+/* One per cancel__notify call in progress; a thread keeps one cached for its
+ * outermost call, nested calls (a callback that cancels another source) take
+ * more from the pool.  `running` is the sequence number of the callback now
+ * running (0: none); it is written by the owner under the stripe lock of the
+ * source being drained and read by unregisters under that same lock.
+ * Sequence numbers are never reused, so a stale (record, seq) pair read from
+ * a FIRED registration can only compare unequal. */
+struct cancel__runrec {
+    _Atomic uint64_t running;
+    _Atomic uintptr_t owner;  /* identity of the owning thread */
+    _Atomic uint32_t epoch;   /* futex word: bumped when a waited-for call ends */
+    _Atomic uint32_t waiters; /* threads sleeping on epoch */
+    uint64_t seq;             /* last sequence number issued (owner only) */
+    struct cancel__runrec *free_next;
+} __attribute__((aligned(64)));
+
+#define POOL_STATIC 32
+
+static struct cancel__runrec pool_static[POOL_STATIC];
+static struct cancel__runrec *pool_free;
+static bool pool_ready;
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_cv = PTHREAD_COND_INITIALIZER;
+static pthread_key_t pool_key;
+static pthread_once_t pool_key_once = PTHREAD_ONCE_INIT;
+
+static _Thread_local char thread_anchor; /* its address names the thread */
+static _Thread_local struct cancel__runrec *tls_rec;
+static _Thread_local bool tls_rec_busy;
+
+static uintptr_t self_id(void)
+{
+    return (uintptr_t)&thread_anchor;
+}
+
+static void pool_put(struct cancel__runrec *r)
+{
+    pthread_mutex_lock(&pool_mu);
+    r->free_next = pool_free;
+    pool_free = r;
+    pthread_cond_signal(&pool_cv);
+    pthread_mutex_unlock(&pool_mu);
+}
+
+static void thread_exit_release(void *p)
+{
+    tls_rec = NULL;
+    pool_put(p);
+}
+
+static void make_key(void)
+{
+    pthread_key_create(&pool_key, thread_exit_release);
+}
+
+static struct cancel__runrec *pool_get(void)
+{
+    pthread_mutex_lock(&pool_mu);
+    if (!pool_ready) {
+        for (int i = 0; i < POOL_STATIC; i++) {
+            pool_static[i].free_next = pool_free;
+            pool_free = &pool_static[i];
+        }
+        pool_ready = true;
+    }
+    struct cancel__runrec *r;
+    while ((r = pool_free) == NULL) {
+        pthread_mutex_unlock(&pool_mu);
+        /* More nested or concurrent cancels than static records: records
+         * are never freed (an unregister may look at one at any time). */
+        r = cancel__calloc(1, sizeof(*r));
+        if (r != NULL)
+            return r;
+        /* Out of memory: wait for a record to come back. */
+        pthread_mutex_lock(&pool_mu);
+        if (pool_free == NULL)
+            pthread_cond_wait(&pool_cv, &pool_mu);
+    }
+    pool_free = r->free_next;
+    pthread_mutex_unlock(&pool_mu);
+    return r;
+}
+
+static struct cancel__runrec *rec_acquire(void)
+{
+    struct cancel__runrec *r;
+    if (tls_rec != NULL && !tls_rec_busy) {
+        r = tls_rec;
+    } else {
+        r = pool_get();
+        if (tls_rec == NULL) {
+            pthread_once(&pool_key_once, make_key);
+            if (pthread_setspecific(pool_key, r) == 0)
+                tls_rec = r;
+        }
+    }
+    if (r == tls_rec)
+        tls_rec_busy = true;
+    atomic_store_explicit(&r->owner, self_id(), memory_order_relaxed);
+    return r;
+}
+
+static void rec_release(struct cancel__runrec *r)
+{
+    if (r == tls_rec)
+        tls_rec_busy = false;
+    else
+        pool_put(r);
+}
+
+/* ---- the list ----------------------------------------------------------- */
+
+static inline struct cancel__reg *as_reg(cancel_registration *r)
+{
+    return (struct cancel__reg *)(void *)r;
+}
+
+static inline bool is_posted(const struct cancel__reg *r)
+{
+    return (atomic_load_explicit(&r->word, memory_order_relaxed) &
+            CANCEL__REG_POSTED) != 0;
+}
+
+/* Under the lock: unlink r, whose predecessor is `prev` (NULL: the head). */
+static void list_unlink(cancel_source *src, struct cancel__reg *r,
+                        struct cancel__reg *prev)
+{
+    struct cancel__reg *next = r->a.next;
+    if (prev == NULL)
+        src->regs = next;
+    else
+        prev->a.next = next;
+    if (next != NULL && !is_posted(next))
+        next->b.prev = prev;
+}
+
+/* Under the lock: r's predecessor. */
+static struct cancel__reg *list_prev(cancel_source *src, struct cancel__reg *r)
+{
+    if (!is_posted(r))
+        return r->b.prev;
+    struct cancel__reg *p = NULL;
+    for (struct cancel__reg *q = src->regs; q != r; q = q->a.next)
+        p = q;
+    return p;
+}
+
+/* ---- register ----------------------------------------------------------- */
+
+enum on_canceled { RUN_INLINE, DONT_RUN };
+
+static int do_register(cancel_token t, struct cancel__reg *r,
+                       cancel_callback *fn, void *arg, cancel_post_fn *post,
+                       void *ctx, enum on_canceled mode)
+{
+    cancel_source *src = t.src_;
+
+    if (src != NULL &&
+        __atomic_load_n(&src->head.reason, __ATOMIC_ACQUIRE) == 0) {
+        struct stripe *s = stripe_of(src);
+        stripe_lock(s);
+        bool canceled = __atomic_load_n(&src->head.reason, __ATOMIC_RELAXED);
+        if (!canceled && !(src->flags & CANCEL__FREED)) {
+            /* Fill the registration under the lock: the canceller reads it
+             * under the same lock. */
+            r->fn = fn;
+            r->arg = arg;
+            struct cancel__reg *head = src->regs;
+            r->a.next = head;
+            uintptr_t word = (uintptr_t)src | CANCEL__REG_PENDING;
+            if (post != NULL) {
+                r->b.post = post;
+                r->ctx = ctx;
+                word |= CANCEL__REG_POSTED;
+            } else {
+                r->b.prev = NULL;
+            }
+            atomic_store_explicit(&r->word, word, memory_order_relaxed);
+            if (head != NULL && !is_posted(head))
+                head->b.prev = r;
+            src->regs = r;
+            stripe_unlock(s);
+            return 0;
+        }
+        stripe_unlock(s);
+        if (!canceled) {
+            /* Freed uncanceled: nobody can cancel it any more. */
+            atomic_store_explicit(&r->word, 0, memory_order_relaxed);
+            return 0;
+        }
+    }
+
+    /* CANCEL_NONE, or already canceled: the registration stays inert. */
+    atomic_store_explicit(&r->word, 0, memory_order_relaxed);
+    if (src == NULL)
+        return 0;
+    if (mode == RUN_INLINE) {
+        if (post != NULL)
+            post(ctx, fn, arg);
+        else
+            fn(arg);
+    }
+    return -ECANCELED;
+}
+
+int cancel_register(cancel_token t, cancel_registration *reg,
+                    cancel_callback *fn, void *arg)
+{
+    if (reg == NULL || fn == NULL)
+        return -EINVAL;
+    return do_register(t, as_reg(reg), fn, arg, NULL, NULL, RUN_INLINE);
+}
+
+int cancel_try_register(cancel_token t, cancel_registration *reg,
+                        cancel_callback *fn, void *arg)
+{
+    if (reg == NULL || fn == NULL)
+        return -EINVAL;
+    return do_register(t, as_reg(reg), fn, arg, NULL, NULL, DONT_RUN);
+}
+
+int cancel_register_on(cancel_token t, cancel_registration *reg,
+                       cancel_callback *fn, void *arg, cancel_post_fn *post,
+                       void *ctx)
+{
+    if (reg == NULL || fn == NULL || post == NULL)
+        return -EINVAL;
+    return do_register(t, as_reg(reg), fn, arg, post, ctx, RUN_INLINE);
+}
+
+/* ---- unregister --------------------------------------------------------- */
+
+static bool do_unregister(struct cancel__reg *r, bool wait)
+{
+    uintptr_t word = atomic_load_explicit(&r->word, memory_order_relaxed);
+    for (;;) {
+        if (word == 0)
+            return false;
+        cancel_source *src = (cancel_source *)(word & ~CANCEL__REG_TAGS);
+        struct stripe *s = stripe_of(src);
+        stripe_lock(s);
+        uintptr_t now = atomic_load_explicit(&r->word, memory_order_relaxed);
+        if (now != word) {
+            /* Fired or dropped between our look and the lock. */
+            stripe_unlock(s);
+            word = now;
+            continue;
+        }
+        if (word & CANCEL__REG_PENDING) {
+            /* Still linked, so src is alive. */
+            list_unlink(src, r, list_prev(src, r));
+            atomic_store_explicit(&r->word, 0, memory_order_relaxed);
+            bool destroy = (src->flags & CANCEL__DEAD) && src->regs == NULL;
+            stripe_unlock(s);
+            if (destroy)
+                cancel__destroy(src);
+            return true;
+        }
+        /* FIRED: fn was called; src may be gone, the run record is not. */
+        struct cancel__runrec *rec = r->a.rec;
+        uint64_t seq = r->b.seq;
+        for (;;) {
+            if (atomic_load_explicit(&rec->running, memory_order_relaxed) !=
+                    seq ||
+                !wait ||
+                atomic_load_explicit(&rec->owner, memory_order_relaxed) ==
+                    self_id()) {
+                /* Finished; or the caller does not wait; or we are inside
+                 * fn (or a callback nested in it): waiting would deadlock. */
+                stripe_unlock(s);
+                return false;
+            }
+            uint32_t epoch =
+                atomic_load_explicit(&rec->epoch, memory_order_relaxed);
+            atomic_fetch_add_explicit(&rec->waiters, 1, memory_order_relaxed);
+            stripe_unlock(s);
+            cancel__futex_wait(&rec->epoch, epoch);
+            stripe_lock(s);
+            atomic_fetch_sub_explicit(&rec->waiters, 1, memory_order_relaxed);
+        }
+    }
+}
+
+bool cancel_unregister(cancel_registration *reg)
+{
+    return reg != NULL && do_unregister(as_reg(reg), true);
+}
+
+bool cancel_unregister_nowait(cancel_registration *reg)
+{
+    return reg != NULL && do_unregister(as_reg(reg), false);
+}
+
+/* ---- running the callbacks ---------------------------------------------- */
+
+/* Under the lock: mark the call that just returned as finished. */
+static bool finish_call(struct cancel__runrec *rec)
+{
+    atomic_store_explicit(&rec->running, 0, memory_order_relaxed);
+    if (atomic_load_explicit(&rec->waiters, memory_order_relaxed) == 0)
+        return false;
+    atomic_fetch_add_explicit(&rec->epoch, 1, memory_order_relaxed);
+    return true;
+}
+
+void cancel__notify(cancel_source *src)
+{
+    struct stripe *s = stripe_of(src);
+    struct cancel__runrec *rec = NULL;
+    bool wake = false;
+
+    stripe_lock(s);
+    if (src->regs == NULL) {
+        stripe_unlock(s);
+        return;
+    }
+    /* A callback may free the source: keep the state until we are done. */
+    atomic_fetch_add_explicit(&src->refs, 1, memory_order_relaxed);
+    stripe_unlock(s);
+    rec = rec_acquire();
+    stripe_lock(s);
+
+    for (;;) {
+        struct cancel__reg *r = src->regs;
+        if (r == NULL)
+            break;
+        list_unlink(src, r, NULL);
+        cancel_callback *fn = r->fn;
+        void *arg = r->arg;
+        cancel_post_fn *post = NULL;
+        void *ctx = NULL;
+        if (is_posted(r)) {
+            /* Once posted, the executor owns the call: inert now. */
+            post = r->b.post;
+            ctx = r->ctx;
+            atomic_store_explicit(&r->word, 0, memory_order_relaxed);
+        } else {
+            uint64_t seq = ++rec->seq;
+            r->a.rec = rec;
+            r->b.seq = seq;
+            atomic_store_explicit(&r->word,
+                                  (uintptr_t)src | CANCEL__REG_FIRED,
+                                  memory_order_relaxed);
+            atomic_store_explicit(&rec->running, seq, memory_order_relaxed);
+        }
+        stripe_unlock(s);
+        if (wake) {
+            cancel__futex_wake(&rec->epoch, 0x7fffffff);
+            wake = false;
+        }
+        /* From here on r belongs to the caller again: never touched. */
+        if (post != NULL)
+            post(ctx, fn, arg);
+        else
+            fn(arg);
+        stripe_lock(s);
+        wake = finish_call(rec);
+    }
+    stripe_unlock(s);
+    if (wake)
+        cancel__futex_wake(&rec->epoch, 0x7fffffff);
+    rec_release(rec);
+    cancel__unref(src);
+}

@@ -1,0 +1,133 @@
+/* The test runner: see harness.h. */
+#include "harness.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <string.h>
+
+#define HARNESS_MAX 512
+
+static struct {
+    const char *name;
+    harness_fn *fn;
+} tests[HARNESS_MAX];
+static int ntests;
+
+void harness_register(const char *name, harness_fn *fn)
+{
+    if (ntests == HARNESS_MAX) {
+        fprintf(stderr, "harness: too many tests\n");
+        abort();
+    }
+    tests[ntests].name = name;
+    tests[ntests].fn = fn;
+    ntests++;
+}
+
+void harness_fail(const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s:%d: ", file, line);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+    abort();
+}
+
+struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool open;
+};
+
+_Static_assert(sizeof(struct gate *) <= sizeof(harness_gate), "gate");
+
+void harness_gate_init(harness_gate *g)
+{
+    struct gate *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        abort();
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    g->impl_[0] = p;
+}
+
+void harness_gate_open(harness_gate *g)
+{
+    struct gate *p = g->impl_[0];
+    pthread_mutex_lock(&p->mu);
+    p->open = true;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void harness_gate_wait(harness_gate *g)
+{
+    struct gate *p = g->impl_[0];
+    pthread_mutex_lock(&p->mu);
+    while (!p->open)
+        pthread_cond_wait(&p->cv, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+bool harness_gate_is_open(harness_gate *g)
+{
+    struct gate *p = g->impl_[0];
+    pthread_mutex_lock(&p->mu);
+    bool open = p->open;
+    pthread_mutex_unlock(&p->mu);
+    return open;
+}
+
+void harness_gate_destroy(harness_gate *g)
+{
+    struct gate *p = g->impl_[0];
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p);
+    g->impl_[0] = NULL;
+}
+
+long harness_scale(long n)
+{
+    const char *s = getenv("CANCEL_TEST_SCALE");
+    long k = s ? strtol(s, NULL, 10) : 1;
+    if (k < 1)
+        k = 1;
+#if defined(__SANITIZE_THREAD__)
+    n /= 4;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+    n /= 4;
+#endif
+#endif
+    return n * k > 0 ? n * k : 1;
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IONBF, 0);
+    if (argc > 1 && strcmp(argv[1], "--list") == 0) {
+        for (int i = 0; i < ntests; i++)
+            printf("%s\n", tests[i].name);
+        return 0;
+    }
+    int ran = 0;
+    for (int i = 0; i < ntests; i++) {
+        if (argc > 1 && strcmp(argv[1], tests[i].name) != 0)
+            continue;
+        if (argc <= 1)
+            printf("[ RUN  ] %s\n", tests[i].name);
+        tests[i].fn();
+        if (argc <= 1)
+            printf("[  OK  ] %s\n", tests[i].name);
+        ran++;
+    }
+    if (ran == 0) {
+        fprintf(stderr, "harness: no test named %s\n", argc > 1 ? argv[1] : "");
+        return 2;
+    }
+    return 0;
+}

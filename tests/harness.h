@@ -1,0 +1,89 @@
+/* The in-house test harness: a tiny runner in the spirit of libuv's.
+ *
+ * A test file defines cases with TEST(name) { ... }.  CMake registers every
+ * case as its own CTest test (`prog name`), so each case runs in its own
+ * process with its own timeout: a deadlock fails one case, not the run.
+ * Run a program without arguments to run all of its cases in one process.
+ *
+ * Assertions abort the process after printing both sides of the comparison;
+ * ASSERT_ERR prints error codes by name (ECANCELED, ...).
+ */
+#ifndef CANCEL_TEST_HARNESS_H
+#define CANCEL_TEST_HARNESS_H
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cancel/cancel.h"
+
+typedef void harness_fn(void);
+void harness_register(const char *name, harness_fn *fn);
+void harness_fail(const char *file, int line, const char *fmt, ...)
+    __attribute__((noreturn, format(printf, 3, 4)));
+
+#define TEST(name)                                                             \
+    static void test_##name(void);                                             \
+    __attribute__((constructor)) static void harness_reg_##name(void)          \
+    {                                                                          \
+        harness_register(#name, test_##name);                                  \
+    }                                                                          \
+    static void test_##name(void)
+
+#define ASSERT(cond)                                                           \
+    do {                                                                       \
+        if (!(cond))                                                           \
+            harness_fail(__FILE__, __LINE__, "assertion failed: %s", #cond);   \
+    } while (0)
+
+#define ASSERT_INT_OP(a, op, b)                                                \
+    do {                                                                       \
+        intmax_t a_ = (intmax_t)(a), b_ = (intmax_t)(b);                       \
+        if (!(a_ op b_))                                                       \
+            harness_fail(__FILE__, __LINE__,                                   \
+                         "%s %s %s: %jd vs %jd", #a, #op, #b, a_, b_);         \
+    } while (0)
+
+#define ASSERT_EQ(a, b) ASSERT_INT_OP(a, ==, b)
+#define ASSERT_NE(a, b) ASSERT_INT_OP(a, !=, b)
+#define ASSERT_LT(a, b) ASSERT_INT_OP(a, <, b)
+#define ASSERT_LE(a, b) ASSERT_INT_OP(a, <=, b)
+#define ASSERT_GT(a, b) ASSERT_INT_OP(a, >, b)
+#define ASSERT_GE(a, b) ASSERT_INT_OP(a, >=, b)
+#define ASSERT_TRUE(a) ASSERT(a)
+#define ASSERT_FALSE(a) ASSERT(!(a))
+#define ASSERT_NULL(p) ASSERT((p) == NULL)
+#define ASSERT_NOT_NULL(p) ASSERT((p) != NULL)
+
+/* Compare two error codes and print them by name on failure. */
+#define ASSERT_ERR(expr, want)                                                 \
+    do {                                                                       \
+        int got_ = (int)(expr), want_ = (int)(want);                           \
+        if (got_ != want_)                                                     \
+            harness_fail(__FILE__, __LINE__, "%s: got %d (%s), want %d (%s)",  \
+                         #expr, got_, cancel_err_name(got_), want_,            \
+                         cancel_err_name(want_));                              \
+    } while (0)
+
+#define ASSERT_OK(expr) ASSERT_ERR(expr, 0)
+
+/* ---- small helpers shared by the tests ---------------------------------- */
+
+/* A one-shot gate: threads wait until it is opened.  Built on pthreads only
+ * so that the tests do not depend on the code under test to synchronise. */
+typedef struct harness_gate {
+    void *impl_[4];
+} harness_gate;
+void harness_gate_init(harness_gate *g);
+void harness_gate_open(harness_gate *g);
+void harness_gate_wait(harness_gate *g);
+bool harness_gate_is_open(harness_gate *g);
+void harness_gate_destroy(harness_gate *g);
+
+/* An integer scale for stress loops: CANCEL_TEST_SCALE (default 1) times n,
+ * divided by 4 under sanitizers that are much slower (TSan). */
+long harness_scale(long n);
+
+#endif /* CANCEL_TEST_HARNESS_H */
