@@ -86,7 +86,8 @@ typedef struct cancel_clock cancel_clock;
  * give "unknown error".  Thread safety: any thread; the string is static. */
 CANCEL_API const char *cancel_strerror(int err);
 
-/* The symbolic name of an error code ("ECANCELED"), or "UNKNOWN". */
+/* The symbolic name of an error code ("ECANCELED"), or "UNKNOWN"; either
+ * sign.  Thread safety: any thread; the string is static. */
 CANCEL_API const char *cancel_err_name(int err);
 
 /* -------------------------------------------------------------------------
@@ -94,8 +95,9 @@ CANCEL_API const char *cancel_err_name(int err);
  * ---------------------------------------------------------------------- */
 
 /* A new source, not canceled.  Returns NULL with errno = ENOMEM on failure.
- * Ownership: the caller owns one reference; cancel_source_free drops it.
- * A plain source takes one allocation of at most 64 bytes. */
+ * A plain source takes one allocation of at most 64 bytes.
+ * Thread safety: any thread.
+ * Ownership: the caller owns one reference; cancel_source_free drops it. */
 CANCEL_API cancel_source *cancel_source_new(void);
 
 /* A source canceled when any of tokens[0..count) is (CreateLinkedTokenSource),
@@ -114,7 +116,9 @@ CANCEL_API cancel_source *cancel_source_new_linked(const cancel_token *tokens,
 /* cancel_source_new + cancel_source_cancel_after(delay_ns).  A delay of 0
  * gives a source that is already canceled with reason ETIMEDOUT; a negative
  * delay gives a source without a timer.  NULL/ENOMEM (or EAGAIN when the
- * library's timer thread cannot be started). */
+ * library's timer thread cannot be started).
+ * Thread safety: any thread.  Ownership: as cancel_source_new.
+ * Callback context: as cancel_source_cancel_after (the timer thread). */
 CANCEL_API cancel_source *cancel_source_new_timeout(int64_t delay_ns);
 
 /* Dispose: drop the owner's reference, disarm the timer and unlink the
@@ -129,21 +133,27 @@ CANCEL_API cancel_source *cancel_source_new_timeout(int64_t delay_ns);
  * It may be called from inside one of the source's own callbacks. */
 CANCEL_API void cancel_source_free(cancel_source *src);
 
-/* The source's token; CANCEL_NONE for NULL.  Borrowed: valid while the
- * source is alive.  Thread safety: any thread. */
+/* The source's token; CANCEL_NONE for NULL.  Thread safety: any thread.
+ * Ownership: the token is borrowed: valid while the source is alive (until
+ * cancel_source_free), longer only with cancel_token_retain. */
 CANCEL_API cancel_token cancel_source_token(cancel_source *src);
 
 /* Request cancellation with reason ECANCELED.  Idempotent: the first call
  * wins; a concurrent or later call returns 0 at once.  The first call runs
  * the callbacks synchronously on the calling thread, newest first (LIFO),
  * and returns after the last one returned.  Returns 0, or -EINVAL for NULL.
+ * Never allocates.
+ * Thread safety: any thread, concurrently with anything but free.
  * Callback context: the calling thread, no library lock held; callbacks may
- * call any function of the library, on this source too. */
+ * call any function of the library, on this source too (a nested cancel of
+ * it is a no-op; a register runs the new callback at once). */
 CANCEL_API int cancel_source_cancel(cancel_source *src);
 
 /* The same with a caller-chosen reason, a positive code saying why (the
  * library uses ECANCELED, ETIMEDOUT for timers and EINTR for signals).  The
- * first cancellation's reason wins.  -EINVAL for NULL or reason <= 0. */
+ * first cancellation's reason wins.  Returns 0; -EINVAL for NULL or
+ * reason <= 0 (nothing changes).  Thread safety and callback context: as
+ * cancel_source_cancel. */
 CANCEL_API int cancel_source_cancel_reason(cancel_source *src, int reason);
 
 /* Arm, or re-arm, a timer that cancels the source with reason ETIMEDOUT
@@ -151,6 +161,7 @@ CANCEL_API int cancel_source_cancel_reason(cancel_source *src, int reason);
  * a negative delay disarms.  No-op (0) once canceled.  Returns 0, -EINVAL
  * for NULL, -ENOMEM (the first arm of a source allocates its timer entry),
  * -EAGAIN if the timer thread cannot be started.
+ * Thread safety: any thread; concurrent arms of one source: the last wins.
  * Callback context: the callbacks run on the library's timer thread, never
  * on the caller's, also for a delay of 0.  One thread serves every timer of
  * the process from a binary heap: arm and disarm are O(log n). */
@@ -159,15 +170,20 @@ CANCEL_API int cancel_source_cancel_after(cancel_source *src,
 
 /* CancelAsync: the token reads canceled before the call returns; the
  * callbacks run later on the library thread, so a caller holding a lock the
- * callbacks take cannot deadlock with them.  Returns 0, -EINVAL, -ENOMEM,
- * -EAGAIN (nothing was canceled on an error). */
+ * callbacks take cannot deadlock with them.  Returns 0 (also when already
+ * canceled), -EINVAL, -ENOMEM (the first use allocates the source's
+ * extension), -EAGAIN (no library thread); nothing is canceled on an error.
+ * Thread safety: any thread.  Ownership: the library keeps the source's
+ * state alive until the callbacks ran, even if it is freed meanwhile.
+ * Callback context: the library thread, no library lock held. */
 CANCEL_API int cancel_source_cancel_async(cancel_source *src);
 
 /* TryReset, to pool a source for an unrelated operation: if it was never
  * canceled, disarm its timer, drop every pending registration (unregistering
  * one of them later returns false; its callback never runs) and return true;
- * otherwise change nothing and return false.  A concurrent cancel and reset:
- * one of them wins.  false for NULL. */
+ * otherwise change nothing and return false.  false for NULL.
+ * Thread safety: any thread; racing a cancel, one of them wins.
+ * Ownership: dropped registrations belong to their callers again at once. */
 CANCEL_API bool cancel_source_try_reset(cancel_source *src);
 
 /* -------------------------------------------------------------------------
@@ -189,32 +205,38 @@ static inline bool cancel_requested(cancel_token t)
                            __ATOMIC_ACQUIRE) != 0;
 }
 
-/* false only for CANCEL_NONE. */
+/* false only for CANCEL_NONE.  Thread safety: any thread. */
 CANCEL_API bool cancel_can_be_canceled(cancel_token t);
 
-/* 0 while not canceled, then the positive reason of the first cancel. */
+/* 0 while not canceled, then the positive reason of the first cancel.
+ * 0 for CANCEL_NONE.  Thread safety: any thread (an acquire load). */
 CANCEL_API int cancel_reason(cancel_token t);
 
 /* ThrowIfCancellationRequested: 0 if not canceled (the thread's recorded
  * token is left as it was, like errno); otherwise records t as this thread's
- * canceled token and returns -ECANCELED. */
+ * canceled token and returns -ECANCELED.
+ * Thread safety: any thread; the record is per thread. */
 CANCEL_API int cancel_check(cancel_token t);
 
 /* throw new OperationCanceledException(t): records t as this thread's
- * canceled token and returns -ECANCELED unconditionally. */
+ * canceled token and returns -ECANCELED unconditionally.
+ * Thread safety: any thread; the record is per thread. */
 CANCEL_API int cancel_throw(cancel_token t);
 
 /* The token recorded by the last cancel_check / cancel_throw / canceled wait
  * on this thread; CANCEL_NONE before any.  Like errno it says which token a
- * cancellation came from.  Borrowed: it is only as valid as its source. */
+ * cancellation came from.  Thread safety: per thread.
+ * Ownership: borrowed: it is only as valid as its source. */
 CANCEL_API cancel_token cancel_canceled_token(void);
 
-/* Same source (two CANCEL_NONE are equal). */
+/* Same source (two CANCEL_NONE are equal).  Thread safety: any thread. */
 CANCEL_API bool cancel_token_equal(cancel_token a, cancel_token b);
 
-/* Keep a source's state alive past its owner's free: returns t.  Release
- * each retain once.  No-ops on CANCEL_NONE.  The state (and its fd) is
- * destroyed by the call that drops the last reference or registration. */
+/* Keep a source's state alive past its owner's free: returns t.  No-ops on
+ * CANCEL_NONE.  Thread safety: any thread; retain while the token is still
+ * valid (before the owner's free, or from another retained copy).
+ * Ownership: release each retain once; the state (and its fd) is destroyed
+ * by the call that drops the last reference or pending registration. */
 CANCEL_API cancel_token cancel_token_retain(cancel_token t);
 CANCEL_API void cancel_token_release(cancel_token t);
 
@@ -239,7 +261,8 @@ CANCEL_API int cancel_register(cancel_token t, cancel_registration *reg,
                                cancel_callback *fn, void *arg);
 
 /* The same, except that on an already-canceled token it returns -ECANCELED
- * without running fn: for callers that hold a lock fn needs. */
+ * without running fn: for callers that hold a lock fn needs.  Thread
+ * safety, ownership and callback context: as cancel_register. */
 CANCEL_API int cancel_try_register(cancel_token t, cancel_registration *reg,
                                    cancel_callback *fn, void *arg);
 
@@ -248,13 +271,19 @@ CANCEL_API int cancel_try_register(cancel_token t, cancel_registration *reg,
  * whose turn has not come is removed and never runs).  If fn is running on
  * another thread, blocks until it returns.  Called from inside fn itself (or
  * from a callback nested inside it on the same thread), returns false at
- * once.  After it returns (outside fn), fn is neither running nor will run:
- * reg and arg may be freed.  false on a zeroed, inert or already
- * unregistered registration, and for NULL. */
+ * once.  false on a zeroed, inert or already unregistered registration, and
+ * for NULL.  Safe after the source was freed.  Never allocates.
+ * Thread safety: any thread, concurrently with a cancel of the source; one
+ * thread at a time per registration.
+ * Ownership: after it returns (outside fn), fn is neither running nor will
+ * run: reg and arg may be freed.  Everything fn did happens-before the
+ * return of an unregister that waited for it. */
 CANCEL_API bool cancel_unregister(cancel_registration *reg);
 
 /* Registration.Unregister: the same but never blocks; true if removed
- * before it ran.  When it returns false fn may still be running. */
+ * before it ran.  Thread safety: as cancel_unregister.
+ * Ownership: when it returns false fn may still be running on another
+ * thread, so reg and arg must outlive it (use cancel_unregister for that). */
 CANCEL_API bool cancel_unregister_nowait(cancel_registration *reg);
 
 /* Register with a target thread (a registration with a
@@ -264,7 +293,12 @@ CANCEL_API bool cancel_unregister_nowait(cancel_registration *reg);
  * returns (and the call returns -ECANCELED).  Unregistering returns true only
  * if post was not called yet and never waits for fn: the executor owns the
  * call once posted.  Removing such a registration costs O(registrations on
- * the source), plain ones O(1).  -EINVAL for NULL reg, fn or post. */
+ * the source), plain ones O(1).  -EINVAL for NULL reg, fn or post.
+ * Thread safety: as cancel_register.
+ * Ownership: reg as with cancel_register; fn, arg and ctx must stay valid
+ * until the executor has run fn (or until unregister returned true).
+ * Callback context: post runs on the canceling thread, no library lock
+ * held, and should only queue; fn runs wherever the executor runs it. */
 CANCEL_API int cancel_register_on(cancel_token t, cancel_registration *reg,
                                   cancel_callback *fn, void *arg,
                                   cancel_post_fn *post, void *ctx);
@@ -274,12 +308,14 @@ CANCEL_API int cancel_register_on(cancel_token t, cancel_registration *reg,
  * ---------------------------------------------------------------------- */
 
 /* A manual clock starting at start_ns that moves only by
- * cancel_clock_advance.  NULL/ENOMEM. */
+ * cancel_clock_advance.  NULL/ENOMEM.  Thread safety: any thread.
+ * Ownership: the caller frees it with cancel_clock_free once uninstalled. */
 CANCEL_API cancel_clock *cancel_clock_new_manual(int64_t start_ns);
 
 /* From now on every timer and every wait timeout reads c (NULL: the system
  * CLOCK_MONOTONIC).  Timers armed before keep their remaining delay.
- * Returns 0. */
+ * Returns 0.  Thread safety: any thread; meant for test set-up.
+ * Ownership: c must stay alive until another clock is installed. */
 CANCEL_API int cancel_clock_install(cancel_clock *c);
 
 /* Move a manual clock forward by ns >= 0 (-EINVAL otherwise, or for NULL).
@@ -287,13 +323,15 @@ CANCEL_API int cancel_clock_install(cancel_clock *c);
  * installed), every timer that became due has fired on the timer thread and
  * its callbacks have returned, and every wait whose deadline passed has been
  * woken.  Called on the timer thread itself (from a timer callback) it does
- * not wait: the due timers fire after the callback returns. */
+ * not wait: the due timers fire after the callback returns.
+ * Thread safety: any thread. */
 CANCEL_API int cancel_clock_advance(cancel_clock *c, int64_t ns);
 
-/* Now, in ns, on the installed clock. */
+/* Now, in ns, on the installed clock.  Thread safety: any thread. */
 CANCEL_API int64_t cancel_clock_now(void);
 
-/* Free a clock that is not installed.  NULL is a no-op. */
+/* Free a clock that is not installed.  NULL is a no-op.
+ * Thread safety: once, by the owner, when no thread uses it. */
 CANCEL_API void cancel_clock_free(cancel_clock *c);
 
 #ifdef __cplusplus
