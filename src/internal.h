@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "cancel/token.h"
+#include "cancel/wait.h"
 
 /* ---- alloc.c: every allocation of the library goes through here -------- */
 
@@ -35,6 +36,50 @@ long cancel__alloc_live(void);
  * Linux: futex(2).  Elsewhere: a hashed table of mutexes and condvars. */
 void cancel__futex_wait(_Atomic uint32_t *addr, uint32_t val);
 void cancel__futex_wake(_Atomic uint32_t *addr, int n);
+/* The same with an absolute CLOCK_MONOTONIC deadline in ns. */
+void cancel__futex_wait_until(_Atomic uint32_t *addr, uint32_t val,
+                              int64_t deadline_ns);
+
+/* ---- platform/eventfd.c ------------------------------------------------- */
+
+/* A signal fd: readable once signaled, and stays so.  An eventfd on Linux
+ * (*rfd == *wfd), a non-blocking pipe elsewhere.  0 or -errno. */
+int cancel__sigfd_open(int *rfd, int *wfd);
+void cancel__sigfd_signal(int wfd);
+/* Consume pending signals (used by private parkers only). */
+void cancel__sigfd_drain(int rfd);
+void cancel__sigfd_close(int rfd, int wfd);
+
+/* ---- spinlocks (registration.c) ---------------------------------------- */
+
+/* A test-and-test-and-set lock for critical sections of a few pointer
+ * writes: one CAS to take it, a release store to drop it.  Under contention
+ * it spins briefly with a pause and then yields, so a preempted holder gets
+ * the CPU back.  Never held across a callback or a blocking call. */
+void cancel__spin_lock_slow(_Atomic uint32_t *l);
+
+static inline void cancel__spin_lock(_Atomic uint32_t *l)
+{
+    uint32_t expected = 0;
+    if (!atomic_compare_exchange_strong_explicit(l, &expected, 1,
+                                                 memory_order_acquire,
+                                                 memory_order_relaxed))
+        cancel__spin_lock_slow(l);
+}
+
+static inline void cancel__spin_unlock(_Atomic uint32_t *l)
+{
+    atomic_store_explicit(l, 0, memory_order_release);
+}
+
+static inline void cancel__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
 
 /* ---- the state behind a source and its tokens (source.c) ----------------- */
 
@@ -107,6 +152,8 @@ struct cancel__ext {
     int64_t deadline;         /* timer: on the installed clock; timer lock */
     size_t heap_index;        /* timer: position in the heap or NOT_ARMED */
     struct cancel__ext *async_next; /* cancel_async queue; timer lock */
+    _Atomic int fd;           /* cancel_token_fd: read end, or -1 */
+    int wfd;                  /* its write end (== fd for an eventfd) */
     size_t nlinks;
     struct cancel__link links[];
 };
@@ -154,3 +201,92 @@ void cancel__timer_disarm(struct cancel__ext *ext);
  * for the queue) to run on the library thread. 0 or -EAGAIN. */
 int cancel__async_prepare(void);
 void cancel__async_queue(struct cancel__ext *ext);
+
+int64_t cancel__system_now(void);
+cancel_clock *cancel__clock_installed(void);
+int64_t cancel__clock_read(cancel_clock *c); /* NULL: the system clock */
+
+/* A manual-clock watch: cancel_clock_advance calls fn(arg) with the timer
+ * lock held (fn must not block) once `clock` reads >= at.  Returns false,
+ * without adding it, if that is already the case. */
+struct cancel__clock_watch {
+    struct cancel__clock_watch *next, *prev;
+    cancel_clock *clock;
+    int64_t at;
+    void (*fn)(void *arg);
+    void *arg;
+};
+bool cancel__clock_watch(struct cancel__clock_watch *w);
+void cancel__clock_unwatch(struct cancel__clock_watch *w);
+
+/* ---- park.c: how every wait sleeps ------------------------------------- */
+
+/* A deadline on the clock a wait started with. */
+struct cancel__deadline {
+    cancel_clock *clock; /* NULL: CLOCK_MONOTONIC */
+    int64_t at;          /* INT64_MAX: never */
+};
+void cancel__deadline_init(struct cancel__deadline *d, int64_t timeout_ns);
+bool cancel__deadline_passed(const struct cancel__deadline *d);
+
+/* A parker lives on a waiting thread's stack.  Whoever may unpark it does
+ * so under a lock (a wait queue's, the timer lock) or from a registration
+ * the waiter unregisters before it returns, so the parker outlives every
+ * unpark.  state: 0 running, 1 unparked, 2 asleep in the kernel. */
+struct cancel__parker {
+    _Atomic uint32_t state;
+    int fd; /* >= 0: also signal this fd (cancel_wait_any with fds) */
+};
+#define CANCEL__PARKER_INIT {0, -1}
+
+void cancel__unpark(struct cancel__parker *p);
+/* As a cancel_callback / clock-watch function: arg is the parker. */
+void cancel__unpark_cb(void *parker);
+/* Reset before checking the wait's condition: returns the old state.
+ * Acquire: what an unparker wrote before unparking is visible. */
+static inline uint32_t cancel__parker_reset(struct cancel__parker *p)
+{
+    return atomic_exchange_explicit(&p->state, 0, memory_order_acq_rel);
+}
+/* Spin briefly, then sleep until unparked or the deadline; may return
+ * early.  Callers re-check their condition in a loop. */
+void cancel__park(struct cancel__parker *p, const struct cancel__deadline *d);
+
+/* A wait queue: a spinlock and a FIFO list of waiters, embedded in events,
+ * semaphores and countdowns.  `users` counts threads inside a slow-path
+ * wait (queued or not), which _destroy refuses (-EBUSY). */
+struct cancel__waiter {
+    struct cancel__waiter *next, *prev;
+    struct cancel__parker *parker;
+    bool queued;
+};
+struct cancel__waitq {
+    _Atomic uint32_t lock;
+    uint32_t users;
+    struct cancel__waiter *head, *tail;
+};
+/* Under the queue's lock. */
+void cancel__waitq_push(struct cancel__waitq *q, struct cancel__waiter *w);
+void cancel__waitq_remove(struct cancel__waitq *q, struct cancel__waiter *w);
+/* Dequeue and unpark up to n waiters (n < 0: all). */
+void cancel__waitq_wake(struct cancel__waitq *q, int n);
+
+/* Block on q until ready(obj) (0), t is canceled (-ECANCELED, recorded) or
+ * the timeout passes (-ETIMEDOUT).  The caller did the entry checks. */
+int cancel__waitq_wait(struct cancel__waitq *q, bool (*ready)(void *obj),
+                       void (*leave)(void *obj), void *obj, cancel_token t,
+                       int64_t timeout_ns);
+
+/* The private layouts of the caller-storage objects. */
+struct cancel__event {
+    _Atomic uint32_t set;
+    struct cancel__waitq q;
+};
+struct cancel__semaphore {
+    _Atomic int32_t count;
+    int32_t max;
+    struct cancel__waitq q;
+};
+bool cancel__semaphore_try_take(struct cancel__semaphore *s);
+/* Under the lock, when a waiter leaves without taking: pass the wake on. */
+void cancel__semaphore_forward(struct cancel__semaphore *s);

@@ -58,6 +58,8 @@ cancel_source *cancel_source_new_linked(const cancel_token *tokens,
     ext->deadline = 0;
     ext->heap_index = CANCEL__NOT_ARMED;
     ext->async_next = NULL;
+    atomic_init(&ext->fd, -1);
+    ext->wfd = -1;
     ext->nlinks = 0;
     atomic_init(&src->ext, ext);
 

@@ -60,44 +60,14 @@ static struct stripe *stripe_of(const void *src)
     return &stripes[((a >> 6) ^ (a >> 14)) % STRIPES];
 }
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
-static void lock_slow(struct stripe *s)
-{
-    for (unsigned spins = 0;; spins++) {
-        if (atomic_load_explicit(&s->locked, memory_order_relaxed) == 0) {
-            uint32_t expected = 0;
-            if (atomic_compare_exchange_weak_explicit(
-                    &s->locked, &expected, 1, memory_order_acquire,
-                    memory_order_relaxed))
-                return;
-        }
-        if (spins < 64)
-            cpu_relax();
-        else
-            sched_yield(); /* the holder was preempted: let it run */
-    }
-}
-
 static inline void stripe_lock(struct stripe *s)
 {
-    uint32_t expected = 0;
-    if (!atomic_compare_exchange_strong_explicit(&s->locked, &expected, 1,
-                                                 memory_order_acquire,
-                                                 memory_order_relaxed))
-        lock_slow(s);
+    cancel__spin_lock(&s->locked);
 }
 
 static inline void stripe_unlock(struct stripe *s)
 {
-    atomic_store_explicit(&s->locked, 0, memory_order_release);
+    cancel__spin_unlock(&s->locked);
 }
 
 void cancel__lock(const cancel_source *src)
@@ -475,4 +445,21 @@ void cancel__notify(cancel_source *src)
         cancel__futex_wake(&rec->epoch, 0x7fffffff);
     rec_release(rec);
     cancel__unref(src);
+}
+
+void cancel__spin_lock_slow(_Atomic uint32_t *l)
+{
+    for (unsigned spins = 0;; spins++) {
+        if (atomic_load_explicit(l, memory_order_relaxed) == 0) {
+            uint32_t expected = 0;
+            if (atomic_compare_exchange_weak_explicit(l, &expected, 1,
+                                                      memory_order_acquire,
+                                                      memory_order_relaxed))
+                return;
+        }
+        if (spins < 64)
+            cancel__cpu_relax();
+        else
+            sched_yield(); /* the holder was preempted: let it run */
+    }
 }

@@ -71,6 +71,8 @@ struct cancel__ext *cancel__get_ext(cancel_source *src)
         return NULL;
     fresh->src = src;
     fresh->heap_index = CANCEL__NOT_ARMED;
+    atomic_init(&fresh->fd, -1);
+    fresh->wfd = -1;
     if (atomic_compare_exchange_strong_explicit(&src->ext, &ext, fresh,
                                                 memory_order_acq_rel,
                                                 memory_order_acquire))
@@ -83,8 +85,13 @@ void cancel__destroy(cancel_source *src)
 {
     struct cancel__ext *ext =
         atomic_load_explicit(&src->ext, memory_order_acquire);
-    if (ext != NULL && !(src->flags & CANCEL__EXT_INLINE))
-        cancel__free(ext);
+    if (ext != NULL) {
+        int fd = atomic_load_explicit(&ext->fd, memory_order_relaxed);
+        if (fd >= 0)
+            cancel__sigfd_close(fd, ext->wfd);
+        if (!(src->flags & CANCEL__EXT_INLINE))
+            cancel__free(ext);
+    }
     cancel__free(src);
 }
 
@@ -114,9 +121,21 @@ void cancel__unref(cancel_source *src)
 bool cancel__set_canceled(cancel_source *src, int reason)
 {
     int expected = 0;
-    return __atomic_compare_exchange_n(&src->head.reason, &expected, reason,
-                                       false, __ATOMIC_SEQ_CST,
-                                       __ATOMIC_RELAXED);
+    if (!__atomic_compare_exchange_n(&src->head.reason, &expected, reason,
+                                     false, __ATOMIC_SEQ_CST,
+                                     __ATOMIC_RELAXED))
+        return false;
+    /* The wait handle.  cancel_token_fd publishes the fd and then reads the
+     * reason, both seq_cst, as this does in the other order: one of the two
+     * sees the other and signals (twice is harmless). */
+    struct cancel__ext *ext =
+        atomic_load_explicit(&src->ext, memory_order_seq_cst);
+    if (ext != NULL) {
+        int fd = atomic_load_explicit(&ext->fd, memory_order_seq_cst);
+        if (fd >= 0)
+            cancel__sigfd_signal(ext->wfd);
+    }
+    return true;
 }
 
 bool cancel__cancel(cancel_source *src, int reason)

@@ -16,7 +16,10 @@
  * is taken.
  *
  * Manual clocks: cancel_clock_advance bumps `advance_gen` and waits until
- * the thread has fired everything due at that time (`served_gen`).
+ * the thread has fired everything due at that time (`served_gen`).  Waits
+ * whose deadline is on a manual clock put a watch (on their stack) in
+ * `watches`; advance runs the due ones' functions under `mu`, and a wait
+ * removes its watch under `mu` before it returns.
  */
 #include <errno.h>
 #include <limits.h>
@@ -43,22 +46,32 @@ static size_t heap_len, heap_cap;
 static struct cancel__ext *async_head, *async_tail;
 
 static cancel_clock *_Atomic installed; /* NULL: CLOCK_MONOTONIC */
+static struct cancel__clock_watch *watches; /* waits on manual clocks */
 static uint64_t advance_gen, served_gen;
 
 /* ---- clock -------------------------------------------------------------- */
 
-static int64_t system_now(void)
+int64_t cancel__system_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+cancel_clock *cancel__clock_installed(void)
+{
+    return atomic_load_explicit(&installed, memory_order_acquire);
+}
+
+int64_t cancel__clock_read(cancel_clock *c)
+{
+    return c != NULL ? atomic_load_explicit(&c->now, memory_order_acquire)
+                     : cancel__system_now();
+}
+
 int64_t cancel_clock_now(void)
 {
-    cancel_clock *c = atomic_load_explicit(&installed, memory_order_acquire);
-    return c != NULL ? atomic_load_explicit(&c->now, memory_order_acquire)
-                     : system_now();
+    return cancel__clock_read(cancel__clock_installed());
 }
 
 static int64_t add_sat(int64_t a, int64_t b)
@@ -97,6 +110,42 @@ int cancel_clock_install(cancel_clock *c)
     return 0;
 }
 
+static void unwatch_locked(struct cancel__clock_watch *w)
+{
+    if (w->prev != NULL)
+        w->prev->next = w->next;
+    else if (watches == w)
+        watches = w->next;
+    else
+        return; /* not watched (any more) */
+    if (w->next != NULL)
+        w->next->prev = w->prev;
+    w->next = w->prev = NULL;
+}
+
+bool cancel__clock_watch(struct cancel__clock_watch *w)
+{
+    w->next = w->prev = NULL;
+    pthread_mutex_lock(&mu);
+    bool added = atomic_load_explicit(&w->clock->now, memory_order_relaxed) <
+                 w->at;
+    if (added) {
+        w->next = watches;
+        if (watches != NULL)
+            watches->prev = w;
+        watches = w;
+    }
+    pthread_mutex_unlock(&mu);
+    return added;
+}
+
+void cancel__clock_unwatch(struct cancel__clock_watch *w)
+{
+    pthread_mutex_lock(&mu);
+    unwatch_locked(w);
+    pthread_mutex_unlock(&mu);
+}
+
 int cancel_clock_advance(cancel_clock *c, int64_t ns)
 {
     if (c == NULL || ns < 0)
@@ -107,6 +156,14 @@ int cancel_clock_advance(cancel_clock *c, int64_t ns)
                                                        memory_order_relaxed),
                                   ns),
                           memory_order_release);
+    int64_t now = atomic_load_explicit(&c->now, memory_order_relaxed);
+    for (struct cancel__clock_watch *w = watches, *next; w != NULL; w = next) {
+        next = w->next;
+        if (w->clock == c && w->at <= now) {
+            unwatch_locked(w);
+            w->fn(w->arg);
+        }
+    }
     if (started && atomic_load_explicit(&installed, memory_order_relaxed) == c) {
         uint64_t gen = ++advance_gen;
         pthread_cond_signal(&wake_cv);

@@ -4,5 +4,6 @@
 #define CANCEL_CANCEL_H
 
 #include "token.h"
+#include "wait.h"
 
 #endif /* CANCEL_CANCEL_H */

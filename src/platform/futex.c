@@ -9,6 +9,7 @@
 
 #include <linux/futex.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 void cancel__futex_wait(_Atomic uint32_t *addr, uint32_t val)
@@ -22,9 +23,19 @@ void cancel__futex_wake(_Atomic uint32_t *addr, int n)
     syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
 }
 
+void cancel__futex_wait_until(_Atomic uint32_t *addr, uint32_t val,
+                              int64_t deadline_ns)
+{
+    /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time. */
+    struct timespec ts = {deadline_ns / 1000000000, deadline_ns % 1000000000};
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_BITSET_PRIVATE, val, &ts,
+            NULL, FUTEX_BITSET_MATCH_ANY);
+}
+
 #else /* portable fallback */
 
 #include <pthread.h>
+#include <time.h>
 
 #define BUCKETS 64
 
@@ -54,6 +65,25 @@ void cancel__futex_wait(_Atomic uint32_t *addr, uint32_t val)
     pthread_mutex_lock(&b->mu);
     if (atomic_load(addr) == val)
         pthread_cond_wait(&b->cv, &b->mu);
+    pthread_mutex_unlock(&b->mu);
+}
+
+void cancel__futex_wait_until(_Atomic uint32_t *addr, uint32_t val,
+                              int64_t deadline_ns)
+{
+    struct bucket *b = bucket_of(addr);
+    /* The condvars use the default clock: convert the deadline. */
+    struct timespec now, rt;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t left = deadline_ns - ((int64_t)now.tv_sec * 1000000000 + now.tv_nsec);
+    if (left <= 0)
+        return;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    int64_t at = (int64_t)rt.tv_sec * 1000000000 + rt.tv_nsec + left;
+    struct timespec ts = {at / 1000000000, at % 1000000000};
+    pthread_mutex_lock(&b->mu);
+    if (atomic_load(addr) == val)
+        pthread_cond_timedwait(&b->cv, &b->mu, &ts);
     pthread_mutex_unlock(&b->mu);
 }
 
