@@ -12,6 +12,9 @@ CTEST ?= ctest
 CC ?= cc
 WERROR ?= $(if $(CI),ON,OFF)
 CMAKE_FLAGS = -DCANCEL_WERROR=$(WERROR)
+# The ASan+UBSan tree is built with clang when it is installed, so that
+# `make test` compiles everything warning-free with both gcc and clang.
+CLANG ?= $(shell command -v clang 2>/dev/null)
 
 .PHONY: all demo test test-plain test-asan test-tsan bench clean format deps-bench
 
@@ -23,7 +26,7 @@ build/%/.configured:
 	@touch $@
 
 build/plain/.configured: VARIANT_FLAGS =
-build/asan/.configured: VARIANT_FLAGS = -DCANCEL_SANITIZE=address
+build/asan/.configured: VARIANT_FLAGS = -DCANCEL_SANITIZE=address $(if $(CLANG),-DCMAKE_C_COMPILER=$(CLANG))
 build/tsan/.configured: VARIANT_FLAGS = -DCANCEL_SANITIZE=thread
 build/bench/.configured: VARIANT_FLAGS = -DCMAKE_BUILD_TYPE=Release -DCANCEL_BUILD_BENCH=ON -DCANCEL_BUILD_TESTS=OFF
 
