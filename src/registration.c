@@ -233,7 +233,7 @@ static struct cancel__reg *list_prev(cancel_source *src, struct cancel__reg *r)
 
 enum on_canceled { RUN_INLINE, DONT_RUN };
 
-static int do_register(cancel_token t, struct cancel__reg *r,
+static inline __attribute__((always_inline)) int do_register(cancel_token t, struct cancel__reg *r,
                        cancel_callback *fn, void *arg, cancel_post_fn *post,
                        void *ctx, enum on_canceled mode)
 {
@@ -332,7 +332,10 @@ static bool do_unregister(struct cancel__reg *r, bool wait)
         }
         if (word & CANCEL__REG_PENDING) {
             /* Still linked, so src is alive. */
-            list_unlink(src, r, list_prev(src, r));
+            struct cancel__reg *prev = (word & CANCEL__REG_POSTED)
+                                           ? list_prev(src, r)
+                                           : r->b.prev;
+            list_unlink(src, r, prev);
             atomic_store_explicit(&r->word, 0, memory_order_relaxed);
             bool destroy = (src->flags & CANCEL__DEAD) && src->regs == NULL;
             stripe_unlock(s);
