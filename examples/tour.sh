@@ -25,7 +25,11 @@ E2  | e2_object_callbacks   | --variants |     | what else callbacks promise
 E3  | e3_nested_loops       |            |     | nested loops that poll once per column
 E4  | e4_callback_request   |            |     | a callback cancels a pending request
 E5  | e5_wait_any           |            |     | wait-any on an event and the token handle
+E5  | e5_wait_any           | --script canceled-running | | wait-any: canceled while running
+E5  | e5_wait_any           | --script timeout | | wait-any: the wait times out
 E6  | e6_event_wait         |            |     | an event wait that takes the token
+E6  | e6_event_wait         | --script canceled-running | | event wait: canceled while running
+E6  | e6_event_wait         | --variants |     | a canceled token wins on entry (F11)
 E7  | e7_linked_timeout     |            |     | a linked token: internal timeout, external cancel
 E8  | e8_download_task      |            |     | a callback aborts a download inside a task
 E9  | e9_task_pattern       |            |     | the basic task pattern
