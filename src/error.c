@@ -1,5 +1,6 @@
 /* Names and messages of the error codes the library returns. */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 
 #include "cancel/token.h"
@@ -34,6 +35,8 @@ static const struct {
 
 static int find(int err)
 {
+    if (err == INT_MIN)
+        return -1; /* -INT_MIN does not exist; no errno is that large */
     if (err < 0)
         err = -err;
     for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++)

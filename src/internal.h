@@ -112,20 +112,18 @@ struct cancel_source {
  *                              inline, dropped by try_reset, or posted
  *   src | REG_PENDING          linked in src->regs (| REG_POSTED: posted kind)
  *   src | REG_FIRED            taken by a canceller of src: fn has been or is
- *                              being called; a.rec/b.seq say which call
+ *                              being called (a call record in src's stripe
+ *                              says which, while it runs)
  * Only REG_PENDING registrations are linked.  Plain ones keep b.prev; posted
  * ones keep the post function there instead, so removing a posted
  * registration searches the list for its predecessor. */
-struct cancel__runrec;
 struct cancel__reg {
     union {
         struct cancel__reg *next;   /* PENDING */
-        struct cancel__runrec *rec; /* FIRED */
     } a;
     union {
         struct cancel__reg *prev;   /* PENDING, plain */
         cancel_post_fn *post;       /* PENDING, posted */
-        uint64_t seq;               /* FIRED */
     } b;
     _Atomic uintptr_t word;
     cancel_callback *fn;
@@ -185,6 +183,12 @@ void cancel__unref(cancel_source *src);
 void cancel__destroy(cancel_source *src);
 /* The source's ext, allocated on first use; NULL when out of memory. */
 struct cancel__ext *cancel__get_ext(cancel_source *src);
+/* The two halves, for callers that must fail without leaving an ext:
+ * allocate one privately, then publish it (returns the winner and frees
+ * `fresh` if another thread published first). */
+struct cancel__ext *cancel__ext_alloc(cancel_source *src);
+struct cancel__ext *cancel__ext_publish(cancel_source *src,
+                                        struct cancel__ext *fresh);
 /* Record t as this thread's canceled token. */
 void cancel__record(cancel_token t);
 
@@ -194,8 +198,8 @@ void cancel__unlink_parents(struct cancel__ext *ext);
 
 /* ---- timer.c: the library thread, the timer heap, the clock -------------- */
 
-/* Arm (delay >= 0) or disarm (delay < 0). 0, -ENOMEM, -EAGAIN. */
-int cancel__timer_set(struct cancel__ext *ext, int64_t delay_ns);
+/* Arm a source's timer (delay >= 0): 0, -ENOMEM, -EAGAIN; all or nothing. */
+int cancel__timer_set(cancel_source *src, int64_t delay_ns);
 void cancel__timer_disarm(struct cancel__ext *ext);
 /* Queue the callbacks of an already-canceled source (holding a reference
  * for the queue) to run on the library thread. 0 or -EAGAIN. */

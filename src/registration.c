@@ -11,13 +11,15 @@
  *     lock of its source.  A PENDING registration keeps its source alive
  *     (a source is destroyed only when its list is empty).
  *   - A canceller takes registrations one at a time from the head of the
- *     list, under the lock.  It marks each one FIRED, together with the
- *     identity of the call that runs it: a *run record* and a sequence
- *     number.  Run records are never freed (they are recycled), so an
- *     unregister can learn, under the lock, whether that call is still
- *     running, without touching the registration's source or anything the
- *     callback may have freed.  After it calls fn the canceller never writes
- *     to the registration again.
+ *     list, under the lock, and marks each one FIRED.  While it runs the
+ *     callbacks it keeps a *call record* on its own stack, linked into the
+ *     stripe's list of running calls (under the stripe lock), naming the
+ *     source and the registration whose fn is running.  An unregister that
+ *     finds a FIRED registration searches that list, under the same lock,
+ *     to learn whether its fn is still running: it never touches the
+ *     registration's source or anything the callback may have freed, and
+ *     the record is unlinked before the canceller's frame goes away.  After
+ *     it calls fn the canceller never writes to the registration again.
  *
  * Lock order: a stripe lock is a leaf: nothing else is taken while one is
  * held, and no callback runs under it.  Critical sections are a few pointer
@@ -33,7 +35,6 @@
  * is released after the reason was set and acquired before fn is read).
  */
 #include <errno.h>
-#include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 
@@ -49,10 +50,31 @@ _Static_assert(sizeof(cancel_registration) <= 48, "registration over 48 bytes");
 
 #define STRIPES 256
 
+/* A call record: a canceller's note that fn of `reg` (of `src`) is running
+ * on thread `owner`.  On the canceller's stack; linked in its stripe's
+ * `running` list while the canceller drains; read only under the lock. */
+struct call {
+    struct call *next, *prev;
+    const cancel_source *src;
+    const struct cancel__reg *reg; /* NULL between two callbacks */
+    const void *owner;
+    bool waited; /* an unregister sleeps on the stripe's epoch for it */
+};
+
 static struct stripe {
-    _Atomic uint32_t locked;
-    char pad[64 - sizeof(uint32_t)];
-} stripes[STRIPES] __attribute__((aligned(64)));
+    _Alignas(64) _Atomic uint32_t locked;
+    _Atomic uint32_t epoch; /* futex word: bumped when a waited call ends */
+    struct call *running;
+} stripes[STRIPES];
+
+_Static_assert(sizeof(struct stripe) == 64, "one stripe per cache line");
+
+static _Thread_local char thread_anchor; /* its address names the thread */
+
+static const void *self_id(void)
+{
+    return &thread_anchor;
+}
 
 static struct stripe *stripe_of(const void *src)
 {
@@ -78,118 +100,6 @@ void cancel__lock(const cancel_source *src)
 void cancel__unlock(const cancel_source *src)
 {
     stripe_unlock(stripe_of(src));
-}
-
-/* ---- run records -------------------------------------------------------- */
-
-/* One per cancel__notify call in progress; a thread keeps one cached for its
- * outermost call, nested calls (a callback that cancels another source) take
- * more from the pool.  `running` is the sequence number of the callback now
- * running (0: none); it is written by the owner under the stripe lock of the
- * source being drained and read by unregisters under that same lock.
- * Sequence numbers are never reused, so a stale (record, seq) pair read from
- * a FIRED registration can only compare unequal. */
-struct cancel__runrec {
-    _Atomic uint64_t running;
-    _Atomic uintptr_t owner;  /* identity of the owning thread */
-    _Atomic uint32_t epoch;   /* futex word: bumped when a waited-for call ends */
-    _Atomic uint32_t waiters; /* threads sleeping on epoch */
-    uint64_t seq;             /* last sequence number issued (owner only) */
-    struct cancel__runrec *free_next;
-} __attribute__((aligned(64)));
-
-#define POOL_STATIC 32
-
-static struct cancel__runrec pool_static[POOL_STATIC];
-static struct cancel__runrec *pool_free;
-static bool pool_ready;
-static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t pool_cv = PTHREAD_COND_INITIALIZER;
-static pthread_key_t pool_key;
-static pthread_once_t pool_key_once = PTHREAD_ONCE_INIT;
-
-static _Thread_local char thread_anchor; /* its address names the thread */
-static _Thread_local struct cancel__runrec *tls_rec;
-static _Thread_local bool tls_rec_busy;
-
-static uintptr_t self_id(void)
-{
-    return (uintptr_t)&thread_anchor;
-}
-
-static void pool_put(struct cancel__runrec *r)
-{
-    pthread_mutex_lock(&pool_mu);
-    r->free_next = pool_free;
-    pool_free = r;
-    pthread_cond_signal(&pool_cv);
-    pthread_mutex_unlock(&pool_mu);
-}
-
-static void thread_exit_release(void *p)
-{
-    tls_rec = NULL;
-    pool_put(p);
-}
-
-static void make_key(void)
-{
-    pthread_key_create(&pool_key, thread_exit_release);
-}
-
-static struct cancel__runrec *pool_get(void)
-{
-    pthread_mutex_lock(&pool_mu);
-    if (!pool_ready) {
-        for (int i = 0; i < POOL_STATIC; i++) {
-            pool_static[i].free_next = pool_free;
-            pool_free = &pool_static[i];
-        }
-        pool_ready = true;
-    }
-    struct cancel__runrec *r;
-    while ((r = pool_free) == NULL) {
-        pthread_mutex_unlock(&pool_mu);
-        /* More nested or concurrent cancels than static records: records
-         * are never freed (an unregister may look at one at any time). */
-        r = cancel__calloc(1, sizeof(*r));
-        if (r != NULL)
-            return r;
-        /* Out of memory: wait for a record to come back. */
-        pthread_mutex_lock(&pool_mu);
-        if (pool_free == NULL)
-            pthread_cond_wait(&pool_cv, &pool_mu);
-    }
-    pool_free = r->free_next;
-    pthread_mutex_unlock(&pool_mu);
-    return r;
-}
-
-static struct cancel__runrec *rec_acquire(void)
-{
-    struct cancel__runrec *r;
-    if (tls_rec != NULL && !tls_rec_busy) {
-        r = tls_rec;
-    } else {
-        r = pool_get();
-        if (tls_rec == NULL) {
-            pthread_once(&pool_key_once, make_key);
-            if (pthread_setspecific(pool_key, r) == 0)
-                tls_rec = r;
-        }
-    }
-    if (r == tls_rec)
-        tls_rec_busy = true;
-    atomic_store_explicit(&r->owner, self_id(), memory_order_relaxed);
-    return r;
-}
-
-static void rec_release(struct cancel__runrec *r)
-{
-    if (r == tls_rec)
-        tls_rec_busy = false;
-    else
-        pool_put(r);
 }
 
 /* ---- the list ----------------------------------------------------------- */
@@ -343,27 +253,24 @@ static bool do_unregister(struct cancel__reg *r, bool wait)
                 cancel__destroy(src);
             return true;
         }
-        /* FIRED: fn was called; src may be gone, the run record is not. */
-        struct cancel__runrec *rec = r->a.rec;
-        uint64_t seq = r->b.seq;
+        /* FIRED: fn was called; src may be gone, but a canceller still
+         * running fn has its call record in this stripe. */
         for (;;) {
-            if (atomic_load_explicit(&rec->running, memory_order_relaxed) !=
-                    seq ||
-                !wait ||
-                atomic_load_explicit(&rec->owner, memory_order_relaxed) ==
-                    self_id()) {
+            struct call *c = s->running;
+            while (c != NULL && (c->reg != r || c->src != src))
+                c = c->next;
+            if (c == NULL || !wait || c->owner == self_id()) {
                 /* Finished; or the caller does not wait; or we are inside
                  * fn (or a callback nested in it): waiting would deadlock. */
                 stripe_unlock(s);
                 return false;
             }
-            uint32_t epoch =
-                atomic_load_explicit(&rec->epoch, memory_order_relaxed);
-            atomic_fetch_add_explicit(&rec->waiters, 1, memory_order_relaxed);
+            c->waited = true;
+            uint32_t epoch = atomic_load_explicit(&s->epoch,
+                                                  memory_order_relaxed);
             stripe_unlock(s);
-            cancel__futex_wait(&rec->epoch, epoch);
+            cancel__futex_wait(&s->epoch, epoch);
             stripe_lock(s);
-            atomic_fetch_sub_explicit(&rec->waiters, 1, memory_order_relaxed);
         }
     }
 }
@@ -380,20 +287,27 @@ bool cancel_unregister_nowait(cancel_registration *reg)
 
 /* ---- running the callbacks ---------------------------------------------- */
 
-/* Under the lock: mark the call that just returned as finished. */
-static bool finish_call(struct cancel__runrec *rec)
+/* Under the lock: the call that ran c->reg has returned.  true if an
+ * unregister waits for it (the caller then wakes the stripe's epoch). */
+static bool finish_call(struct stripe *s, struct call *c)
 {
-    atomic_store_explicit(&rec->running, 0, memory_order_relaxed);
-    if (atomic_load_explicit(&rec->waiters, memory_order_relaxed) == 0)
+    c->reg = NULL;
+    if (!c->waited)
         return false;
-    atomic_fetch_add_explicit(&rec->epoch, 1, memory_order_relaxed);
+    c->waited = false;
+    atomic_fetch_add_explicit(&s->epoch, 1, memory_order_relaxed);
     return true;
+}
+
+static void wake_waiters(struct stripe *s)
+{
+    cancel__futex_wake(&s->epoch, 0x7fffffff);
 }
 
 void cancel__notify(cancel_source *src)
 {
     struct stripe *s = stripe_of(src);
-    struct cancel__runrec *rec = NULL;
+    struct call call = {.src = src, .owner = self_id()};
     bool wake = false;
 
     stripe_lock(s);
@@ -403,9 +317,10 @@ void cancel__notify(cancel_source *src)
     }
     /* A callback may free the source: keep the state until we are done. */
     atomic_fetch_add_explicit(&src->refs, 1, memory_order_relaxed);
-    stripe_unlock(s);
-    rec = rec_acquire();
-    stripe_lock(s);
+    call.next = s->running;
+    if (s->running != NULL)
+        s->running->prev = &call;
+    s->running = &call;
 
     for (;;) {
         struct cancel__reg *r = src->regs;
@@ -422,17 +337,14 @@ void cancel__notify(cancel_source *src)
             ctx = r->ctx;
             atomic_store_explicit(&r->word, 0, memory_order_relaxed);
         } else {
-            uint64_t seq = ++rec->seq;
-            r->a.rec = rec;
-            r->b.seq = seq;
             atomic_store_explicit(&r->word,
                                   (uintptr_t)src | CANCEL__REG_FIRED,
                                   memory_order_relaxed);
-            atomic_store_explicit(&rec->running, seq, memory_order_relaxed);
+            call.reg = r;
         }
         stripe_unlock(s);
         if (wake) {
-            cancel__futex_wake(&rec->epoch, 0x7fffffff);
+            wake_waiters(s);
             wake = false;
         }
         /* From here on r belongs to the caller again: never touched. */
@@ -441,12 +353,17 @@ void cancel__notify(cancel_source *src)
         else
             fn(arg);
         stripe_lock(s);
-        wake = finish_call(rec);
+        wake = finish_call(s, &call);
     }
+    if (call.prev != NULL)
+        call.prev->next = call.next;
+    else
+        s->running = call.next;
+    if (call.next != NULL)
+        call.next->prev = call.prev;
     stripe_unlock(s);
     if (wake)
-        cancel__futex_wake(&rec->epoch, 0x7fffffff);
-    rec_release(rec);
+        wake_waiters(s);
     cancel__unref(src);
 }
 

@@ -60,25 +60,38 @@ cancel_source *cancel_source_new_timeout(int64_t delay_ns)
     return src;
 }
 
-struct cancel__ext *cancel__get_ext(cancel_source *src)
+struct cancel__ext *cancel__ext_alloc(cancel_source *src)
 {
-    struct cancel__ext *ext =
-        atomic_load_explicit(&src->ext, memory_order_acquire);
-    if (ext != NULL)
-        return ext;
-    struct cancel__ext *fresh = cancel__calloc(1, sizeof(*fresh));
-    if (fresh == NULL)
+    struct cancel__ext *ext = cancel__calloc(1, sizeof(*ext));
+    if (ext == NULL)
         return NULL;
-    fresh->src = src;
-    fresh->heap_index = CANCEL__NOT_ARMED;
-    atomic_init(&fresh->fd, -1);
-    fresh->wfd = -1;
+    ext->src = src;
+    ext->heap_index = CANCEL__NOT_ARMED;
+    atomic_init(&ext->fd, -1);
+    ext->wfd = -1;
+    return ext;
+}
+
+struct cancel__ext *cancel__ext_publish(cancel_source *src,
+                                        struct cancel__ext *fresh)
+{
+    struct cancel__ext *ext = NULL;
     if (atomic_compare_exchange_strong_explicit(&src->ext, &ext, fresh,
                                                 memory_order_acq_rel,
                                                 memory_order_acquire))
         return fresh;
     cancel__free(fresh); /* another thread won: use its ext */
     return ext;
+}
+
+struct cancel__ext *cancel__get_ext(cancel_source *src)
+{
+    struct cancel__ext *ext =
+        atomic_load_explicit(&src->ext, memory_order_acquire);
+    if (ext != NULL)
+        return ext;
+    struct cancel__ext *fresh = cancel__ext_alloc(src);
+    return fresh != NULL ? cancel__ext_publish(src, fresh) : NULL;
 }
 
 void cancel__destroy(cancel_source *src)
@@ -212,10 +225,7 @@ int cancel_source_cancel_after(cancel_source *src, int64_t delay_ns)
             cancel__timer_disarm(ext);
         return 0;
     }
-    ext = cancel__get_ext(src);
-    if (ext == NULL)
-        return -ENOMEM;
-    return cancel__timer_set(ext, delay_ns);
+    return cancel__timer_set(src, delay_ns);
 }
 
 int cancel_source_cancel_async(cancel_source *src)
@@ -224,12 +234,19 @@ int cancel_source_cancel_async(cancel_source *src)
         return -EINVAL;
     if (cancel_requested(cancel_source_token(src)))
         return 0;
-    struct cancel__ext *ext = cancel__get_ext(src);
-    if (ext == NULL)
+    /* All or nothing: a failure leaves no ext attached behind. */
+    struct cancel__ext *ext =
+        atomic_load_explicit(&src->ext, memory_order_acquire);
+    struct cancel__ext *fresh = NULL;
+    if (ext == NULL && (fresh = cancel__ext_alloc(src)) == NULL)
         return -ENOMEM;
     int err = cancel__async_prepare();
-    if (err < 0)
+    if (err < 0) {
+        cancel__free(fresh);
         return err;
+    }
+    if (fresh != NULL)
+        ext = cancel__ext_publish(src, fresh);
     if (!cancel__set_canceled(src, ECANCELED))
         return 0;
     cancel__async_queue(ext);

@@ -9,8 +9,10 @@
  * not CANCEL__NOT_ARMED; deadlines are on the installed clock; an ext in the
  * heap or the async queue belongs to a live source (free disarms under `mu`
  * before dropping its reference; the async queue holds a reference).
- * The thread takes a reference on a source before it lets go of `mu` to
- * fire it, so a concurrent free cannot destroy it underneath.
+ * The thread cancels a due source (the reason CAS) under `mu`, so a disarm
+ * is atomic with respect to firing, then takes a reference before it lets
+ * go of `mu` to run the callbacks, so a concurrent free cannot destroy it
+ * underneath.
  *
  * Lock order: `mu` is never held while callbacks run or while a stripe lock
  * is taken.
@@ -269,9 +271,14 @@ static void *library_thread(void *unused)
             struct cancel__ext *e = heap[0];
             heap_remove(e);
             cancel_source *src = e->src;
+            /* Decide under mu, so that a disarm (free, cancel_after(-1),
+             * try_reset) either comes first and the timer never fires, or
+             * comes after and finds the source canceled. */
+            if (!cancel__set_canceled(src, ETIMEDOUT))
+                continue;
             cancel__ref(src);
             pthread_mutex_unlock(&mu);
-            cancel__cancel(src, ETIMEDOUT);
+            cancel__notify(src);
             cancel__unref(src);
             pthread_mutex_lock(&mu);
         }
@@ -322,16 +329,27 @@ static int ensure_thread(void)
     return 0;
 }
 
-int cancel__timer_set(struct cancel__ext *ext, int64_t delay_ns)
+int cancel__timer_set(cancel_source *src, int64_t delay_ns)
 {
+    /* All or nothing: the ext is published only once the heap has room, so
+     * a failure leaves the source as it was. */
+    struct cancel__ext *ext =
+        atomic_load_explicit(&src->ext, memory_order_acquire);
+    struct cancel__ext *fresh = NULL;
+    if (ext == NULL && (fresh = cancel__ext_alloc(src)) == NULL)
+        return -ENOMEM;
+
     pthread_mutex_lock(&mu);
     int err = ensure_thread();
-    if (err == 0 && ext->heap_index == CANCEL__NOT_ARMED)
+    if (err == 0 && (ext == NULL || ext->heap_index == CANCEL__NOT_ARMED))
         err = heap_reserve();
     if (err < 0) {
         pthread_mutex_unlock(&mu);
+        cancel__free(fresh);
         return err;
     }
+    if (fresh != NULL)
+        ext = cancel__ext_publish(src, fresh);
     ext->deadline = add_sat(cancel_clock_now(), delay_ns);
     if (ext->heap_index == CANCEL__NOT_ARMED) {
         heap_place(heap_len++, ext);
