@@ -196,6 +196,11 @@ void cancel__record(cancel_token t);
 
 void cancel__unlink_parents(struct cancel__ext *ext);
 
+/* ---- signal.c ----------------------------------------------------------- */
+
+/* Forget a freed source's cancel_source_on_signal requests. */
+void cancel__signal_detach(cancel_source *src);
+
 /* ---- timer.c: the library thread, the timer heap, the clock -------------- */
 
 /* Arm a source's timer (delay >= 0): 0, -ENOMEM, -EAGAIN; all or nothing. */

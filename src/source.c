@@ -169,6 +169,7 @@ void cancel_source_free(cancel_source *src)
         cancel__timer_disarm(ext);
         cancel__unlink_parents(ext);
     }
+    cancel__signal_detach(src);
     cancel__lock(src);
     src->flags |= CANCEL__FREED;
     bool destroy = false;

@@ -5,5 +5,6 @@
 
 #include "token.h"
 #include "wait.h"
+#include "io.h"
 
 #endif /* CANCEL_CANCEL_H */
