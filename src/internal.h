@@ -12,6 +12,7 @@
 
 #include "cancel/token.h"
 #include "cancel/wait.h"
+#include "cancel/task.h"
 
 /* ---- alloc.c: every allocation of the library goes through here -------- */
 
@@ -195,6 +196,18 @@ void cancel__record(cancel_token t);
 /* ---- linked.c ------------------------------------------------------------ */
 
 void cancel__unlink_parents(struct cancel__ext *ext);
+
+/* ---- pool.c ------------------------------------------------------------- */
+
+/* An item of a pool's queue; tasks embed one. */
+struct cancel__work {
+    struct cancel__work *next;
+    void (*run)(struct cancel__work *w);
+};
+
+struct cancel_pool;
+/* Queue w (never fails: the caller allocated it). */
+void cancel__pool_push(struct cancel_pool *pool, struct cancel__work *w);
 
 /* ---- signal.c ----------------------------------------------------------- */
 

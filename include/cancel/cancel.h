@@ -6,5 +6,6 @@
 #include "token.h"
 #include "wait.h"
 #include "io.h"
+#include "task.h"
 
 #endif /* CANCEL_CANCEL_H */

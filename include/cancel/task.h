@@ -1,0 +1,196 @@
+/* libcancel tasks: a thread pool and tasks with .NET's cancellation rules.
+ *
+ * A task runs `int fn(void *arg, cancel_token t)` on a pool with a *task
+ * token*.  How it ends is decided exactly as .NET decides it:
+ *   1. task token canceled before the task starts: fn never runs; CANCELED;
+ *   2. fn returns 0: RAN_TO_COMPLETION, even if cancellation was requested;
+ *   3. fn returns -ECANCELED, the thread's canceled token (cancel_check /
+ *      cancel_throw / a canceled wait, see token.h) is the task token, and
+ *      that token is canceled: CANCELED;
+ *   4. any other non-zero return - -ECANCELED with another token, or with the
+ *      task token not canceled, included - FAULTED, and the code is kept;
+ *   5. waiting on a CANCELED task reports cancellation (-ECANCELED) and its
+ *      error is 0: cancellation is not failure;
+ *   6. attached children: the parent finishes only after them; it is
+ *      FAULTED if it or any of them faulted, and every error is kept
+ *      (cancel_task_errors: .NET's AggregateException); otherwise it is
+ *      CANCELED if it was, or if a child was canceled while the parent's
+ *      token is canceled (children canceled by the shared token).
+ *
+ * Errors follow the library's convention (token.h): negative errno values.
+ */
+#ifndef CANCEL_TASK_H
+#define CANCEL_TASK_H
+
+#include "wait.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* -------------------------------------------------------------------------
+ * Pools
+ * ---------------------------------------------------------------------- */
+
+/* A fixed-size pool of worker threads with one FIFO queue. */
+typedef struct cancel_pool cancel_pool;
+
+/* A pool of nthreads workers (0: one per online CPU).  NULL with errno =
+ * EINVAL (nthreads < 0), ENOMEM or EAGAIN (a thread could not start).
+ * Ownership: the caller frees it with cancel_pool_free. */
+CANCEL_API cancel_pool *cancel_pool_new(int nthreads);
+
+/* Drain (every queued item and task still runs, also those they queue),
+ * then join the workers and free the pool.  NULL is a no-op.
+ * Thread safety: the owner, once, not from one of the pool's own workers,
+ * and not concurrently with cancel_pool_queue or new tasks on it.
+ * Ownership: task handles on this pool stay valid until released. */
+CANCEL_API void cancel_pool_free(cancel_pool *pool);
+
+/* The process-wide pool (one worker per CPU), created on first use and
+ * never freed.  NULL (errno set) if it cannot be created. */
+CANCEL_API cancel_pool *cancel_pool_default(void);
+
+/* The number of worker threads. -EINVAL for NULL. */
+CANCEL_API int cancel_pool_size(const cancel_pool *pool);
+
+/* QueueUserWorkItem: run fn(arg) on a worker, in FIFO order with the other
+ * items.  0, -EINVAL (NULL pool or fn), -ENOMEM.  Thread safety: any
+ * thread, also from a worker.  Callback context: a worker thread. */
+CANCEL_API int cancel_pool_queue(cancel_pool *pool, cancel_callback *fn,
+                                 void *arg);
+
+/* A cancel_post_fn (token.h) whose ctx is a cancel_pool: with
+ * cancel_register_on(t, &reg, fn, arg, cancel_pool_post, pool) a
+ * cancellation callback runs on the pool's threads.  Queueing allocates; if
+ * that fails fn runs at once on the posting thread, so it is never lost. */
+CANCEL_API void cancel_pool_post(void *pool, cancel_callback *fn, void *arg);
+
+/* -------------------------------------------------------------------------
+ * Tasks
+ * ---------------------------------------------------------------------- */
+
+typedef struct cancel_task cancel_task;
+
+typedef enum cancel_task_status {
+    CANCEL_TASK_CREATED = 0,
+    CANCEL_TASK_WAITING_TO_RUN,
+    CANCEL_TASK_RUNNING,
+    CANCEL_TASK_WAITING_FOR_CHILDREN,
+    CANCEL_TASK_RAN_TO_COMPLETION,
+    CANCEL_TASK_CANCELED,
+    CANCEL_TASK_FAULTED,
+} cancel_task_status;
+
+/* A task body: returns 0, or a negative error (see the rules above). */
+typedef int cancel_task_fn(void *arg, cancel_token t);
+
+/* Creation flags. */
+enum {
+    /* Attach to the task running on the calling thread (AttachedToParent):
+     * that parent finishes only after this child.  Without a current task
+     * the flag is ignored. */
+    CANCEL_TASK_ATTACHED = 1u << 0,
+};
+
+/* A task in state CREATED: nothing runs until cancel_task_start.  The task
+ * keeps a reference on t (cancel_token_retain) until it finishes.  NULL with
+ * errno = EINVAL (NULL pool or fn, unknown flags) or ENOMEM.
+ * Ownership: the caller owns one handle; release it with
+ * cancel_task_release (the task runs to its end regardless). */
+CANCEL_API cancel_task *cancel_task_new(cancel_pool *pool, cancel_task_fn *fn,
+                                        void *arg, cancel_token t,
+                                        unsigned flags);
+
+/* Queue a CREATED task: WAITING_TO_RUN.  If its token is canceled while it
+ * waits, it becomes CANCELED at once (its waiters and continuations do not
+ * wait for a worker to reach it) and fn never runs.  0; -EINVAL for NULL or
+ * a task already started (or a continuation, which starts itself). */
+CANCEL_API int cancel_task_start(cancel_task *task);
+
+/* cancel_task_new + cancel_task_start (Task.Factory.StartNew). */
+CANCEL_API cancel_task *cancel_task_run(cancel_pool *pool, cancel_task_fn *fn,
+                                        void *arg, cancel_token t,
+                                        unsigned flags);
+
+/* Another handle on the task (returns task); release each once. */
+CANCEL_API cancel_task *cancel_task_retain(cancel_task *task);
+/* Drop a handle.  NULL is a no-op.  Using a handle after releasing it -
+ * waiting on it included - is undefined, as with free(3). */
+CANCEL_API void cancel_task_release(cancel_task *task);
+
+/* The status now (any thread).  CANCEL_TASK_FAULTED for NULL is not
+ * returned: NULL gives CANCEL_TASK_CREATED. */
+CANCEL_API cancel_task_status cancel_task_status_of(const cancel_task *task);
+/* The task token. */
+CANCEL_API cancel_token cancel_task_token(const cancel_task *task);
+
+/* 0 unless FAULTED; then the first error: the body's own, else the first
+ * faulted child's.  0 for a CANCELED task (cancellation is not failure). */
+CANCEL_API int cancel_task_error(const cancel_task *task);
+
+/* Every error of a FAULTED task - its own, then its attached children's in
+ * the order they finished - copied into codes[0..cap); returns how many
+ * there are (which may exceed cap).  0 unless FAULTED. */
+CANCEL_API size_t cancel_task_errors(const cancel_task *task, int *codes,
+                                     size_t cap);
+
+/* The task running on the calling thread, or NULL.  Borrowed. */
+CANCEL_API cancel_task *cancel_task_current(void);
+
+/* Wait for the task to finish, with the wait's own token and timeout.
+ * Returns 0 (RAN_TO_COMPLETION); -ECANCELED when the task is CANCELED (the
+ * task token is recorded as the thread's canceled token) or when the wait's
+ * token t fired (t is recorded); -ETIMEDOUT when the wait timed out; for a
+ * FAULTED task its error (cancel_task_error) - which is -ECANCELED for a
+ * body canceled by another token (rule 4): cancel_task_status_of tells.
+ * -EINVAL for NULL.  A task still waiting to run is run inline on the
+ * waiting thread when the wait is infinite and t is CANCEL_NONE (.NET's
+ * task inlining).  Thread safety: any thread, any number of waiters. */
+CANCEL_API int cancel_task_wait(cancel_task *task, cancel_token t,
+                                int64_t timeout_ns);
+
+/* Wait until every task finished.  0 if all ran to completion; otherwise
+ * the first FAULTED task's error in array order, else -ECANCELED (some task
+ * CANCELED); -ECANCELED / -ETIMEDOUT for the wait itself (then not all may
+ * have finished).  -EINVAL for NULL tasks with n > 0 or a NULL entry. */
+CANCEL_API int cancel_task_wait_all(cancel_task *const *tasks, size_t n,
+                                    cancel_token t, int64_t timeout_ns);
+
+/* Wait until any task finished: the lowest index of a finished task;
+ * -ECANCELED / -ETIMEDOUT for the wait; -EINVAL (n == 0, NULL). */
+CANCEL_API int cancel_task_wait_any(cancel_task *const *tasks, size_t n,
+                                    cancel_token t, int64_t timeout_ns);
+
+/* -------------------------------------------------------------------------
+ * Continuations
+ * ---------------------------------------------------------------------- */
+
+/* A continuation body: gets its antecedent (finished; borrowed). */
+typedef int cancel_continuation_fn(cancel_task *antecedent, void *arg,
+                                   cancel_token t);
+
+/* Which endings of the antecedent run the continuation (0: any).  When the
+ * antecedent ends otherwise, the continuation task is CANCELED and its body
+ * never runs (TaskContinuationOptions.OnlyOn*). */
+enum {
+    CANCEL_CONTINUE_ON_RAN_TO_COMPLETION = 1u << 8,
+    CANCEL_CONTINUE_ON_CANCELED = 1u << 9,
+    CANCEL_CONTINUE_ON_FAULTED = 1u << 10,
+};
+
+/* A task that runs fn on the antecedent's pool once the antecedent has
+ * finished (at once if it already has), filtered by flags; its own token t
+ * works as any task token (canceled before it starts: CANCELED).  Returns
+ * the continuation's handle (release it); NULL with errno = EINVAL or
+ * ENOMEM.  Thread safety: any thread. */
+CANCEL_API cancel_task *cancel_task_continue_with(cancel_task *antecedent,
+                                                  cancel_continuation_fn *fn,
+                                                  void *arg, cancel_token t,
+                                                  unsigned flags);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CANCEL_TASK_H */

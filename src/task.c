@@ -1,0 +1,499 @@
+/* Tasks with .NET's cancellation rules (see task.h for the rules).
+ *
+ * Life of a task:
+ *   CREATED --start--> WAITING_TO_RUN --worker or inlining waiter claims it
+ *   (CAS)--> RUNNING --body returns--> [WAITING_FOR_CHILDREN] --> final
+ *   WAITING_TO_RUN --token canceled (registration callback, CAS)--> CANCELED
+ * Only a CAS out of WAITING_TO_RUN decides who runs or cancels a queued
+ * task, so the body runs at most once and never after the cancel won.
+ *
+ * `pending` counts the body plus unfinished attached children; whoever
+ * brings it to 0 finalizes: computes the final status, sets the `done`
+ * event (waiters), starts or cancels the continuations, and reports to the
+ * parent.  Per-task state that several threads touch (the faulted-children
+ * array, the continuation list, `finished`) is under the task's spinlock.
+ *
+ * References: the caller's handle; the queue's, from start until the
+ * worker has finished with the item; a continuation list's on each
+ * continuation until triggered; a parent's on each faulted child (for
+ * cancel_task_errors); a child's on its parent until it reported.  A queued
+ * task's registration on its token is unregistered (waiting for a running
+ * callback) before the queue's reference is dropped, so the callback never
+ * outlives the task.
+ *
+ * Attached children reserve their slot in the parent's faulted-children
+ * array when they are created (which may fail with ENOMEM), so recording a
+ * fault never allocates and no error is ever dropped.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+enum kind { BODY, CONTINUATION };
+
+struct cancel_task {
+    struct cancel__work work; /* first: the pool's queue item */
+    _Atomic uint32_t refs;
+    _Atomic uint32_t status;
+    enum kind kind;
+    cancel_pool *pool;
+    cancel_task_fn *fn;
+    cancel_continuation_fn *cfn;
+    void *arg;
+    cancel_token token; /* retained */
+    cancel_registration reg; /* on token while WAITING_TO_RUN */
+    cancel_event done;
+    struct cancel_task *parent;     /* attached to, retained */
+    struct cancel_task *antecedent; /* of a continuation, retained */
+    unsigned cont_flags;
+    _Atomic int pending; /* body + unfinished attached children */
+
+    _Atomic uint32_t lock;
+    int own_error;          /* the body's fault code, or 0 */
+    bool own_canceled;      /* the body ended CANCELED */
+    bool child_canceled;    /* an attached child ended CANCELED */
+    bool finished;          /* final status set; continuations started */
+    struct cancel_task **faulted; /* faulted children, retained */
+    size_t nfaulted, capfaulted;
+    struct cancel_task *conts;     /* continuations waiting for us */
+    struct cancel_task *cont_next; /* link in the antecedent's list */
+};
+
+static _Thread_local cancel_task *tls_current;
+
+static void finish_body(cancel_task *task, int code, bool canceled);
+
+/* ---- handles ------------------------------------------------------------ */
+
+cancel_task *cancel_task_retain(cancel_task *task)
+{
+    if (task != NULL)
+        atomic_fetch_add_explicit(&task->refs, 1, memory_order_relaxed);
+    return task;
+}
+
+void cancel_task_release(cancel_task *task)
+{
+    if (task == NULL ||
+        atomic_fetch_sub_explicit(&task->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (size_t i = 0; i < task->nfaulted; i++)
+        cancel_task_release(task->faulted[i]);
+    cancel__free(task->faulted);
+    cancel_task_release(task->antecedent);
+    cancel_token_release(task->token);
+    cancel_event_destroy(&task->done);
+    cancel__free(task);
+}
+
+static cancel_task *task_alloc(cancel_pool *pool, void *arg, cancel_token t,
+                               unsigned flags)
+{
+    cancel_task *task = cancel__calloc(1, sizeof(*task));
+    if (task == NULL)
+        return NULL;
+    atomic_init(&task->refs, 1);
+    atomic_init(&task->status, CANCEL_TASK_CREATED);
+    atomic_init(&task->pending, 1);
+    task->pool = pool;
+    task->arg = arg;
+    cancel_event_init(&task->done, false);
+
+    cancel_task *parent = tls_current;
+    if ((flags & CANCEL_TASK_ATTACHED) && parent != NULL) {
+        /* Reserve our slot in the parent's faulted-children array now. */
+        cancel__spin_lock(&parent->lock);
+        if (parent->capfaulted == parent->nfaulted + (size_t)atomic_load(
+                                                        &parent->pending) -
+                                     1) {
+            size_t cap = parent->capfaulted ? parent->capfaulted * 2 : 4;
+            struct cancel_task **bigger =
+                cancel__malloc(cap * sizeof(*bigger));
+            if (bigger == NULL) {
+                cancel__spin_unlock(&parent->lock);
+                cancel_event_destroy(&task->done);
+                cancel__free(task);
+                return NULL;
+            }
+            for (size_t i = 0; i < parent->nfaulted; i++)
+                bigger[i] = parent->faulted[i];
+            cancel__free(parent->faulted);
+            parent->faulted = bigger;
+            parent->capfaulted = cap;
+        }
+        atomic_fetch_add_explicit(&parent->pending, 1, memory_order_relaxed);
+        cancel__spin_unlock(&parent->lock);
+        task->parent = cancel_task_retain(parent);
+    }
+    task->token = cancel_token_retain(t);
+    return task;
+}
+
+/* ---- running ------------------------------------------------------------ */
+
+/* Claim a WAITING_TO_RUN task and run it here (a worker, or a waiter that
+ * inlines it).  false if another thread claimed or canceled it first. */
+static bool run_claimed(cancel_task *task)
+{
+    uint32_t expected = CANCEL_TASK_WAITING_TO_RUN;
+    if (!atomic_compare_exchange_strong_explicit(
+            &task->status, &expected, CANCEL_TASK_RUNNING,
+            memory_order_acq_rel, memory_order_acquire))
+        return false;
+    cancel_unregister(&task->reg);
+    if (cancel_requested(task->token)) {
+        /* Canceled before it started (rule 1): the body never runs. */
+        finish_body(task, 0, true);
+        return true;
+    }
+    cancel_task *outer = tls_current;
+    cancel_token outer_canceled = cancel_canceled_token();
+    tls_current = task;
+    cancel__record(CANCEL_NONE); /* only what the body records counts */
+    int r = task->kind == BODY
+                ? task->fn(task->arg, task->token)
+                : task->cfn(task->antecedent, task->arg, task->token);
+    /* Rule 3; any other non-zero return is rule 4: FAULTED. */
+    bool canceled = r == -ECANCELED &&
+                    cancel_token_equal(cancel_canceled_token(), task->token) &&
+                    cancel_requested(task->token);
+    tls_current = outer;
+    if (outer != NULL)
+        cancel__record(outer_canceled);
+    finish_body(task, canceled ? 0 : r, canceled);
+    return true;
+}
+
+static void run_work(struct cancel__work *w)
+{
+    cancel_task *task = (cancel_task *)(void *)w;
+    if (!run_claimed(task))
+        cancel_unregister(&task->reg); /* let a cancel callback finish */
+    cancel_task_release(task);         /* the queue's reference */
+}
+
+/* The task token fired while the task waited in the queue. */
+static void canceled_in_queue(void *arg)
+{
+    cancel_task *task = arg;
+    uint32_t expected = CANCEL_TASK_WAITING_TO_RUN;
+    if (atomic_compare_exchange_strong_explicit(
+            &task->status, &expected, CANCEL_TASK_CANCELED,
+            memory_order_acq_rel, memory_order_acquire))
+        finish_body(task, 0, true);
+}
+
+/* CREATED -> WAITING_TO_RUN and queue it (or cancel it at once). */
+static void start(cancel_task *task)
+{
+    atomic_store_explicit(&task->status, CANCEL_TASK_WAITING_TO_RUN,
+                          memory_order_release);
+    cancel_task_retain(task); /* the queue's reference */
+    task->work.run = run_work;
+    if (cancel_register(task->token, &task->reg, canceled_in_queue, task) < 0) {
+        /* Already canceled: the callback ran and the task is CANCELED. */
+        cancel_task_release(task);
+        return;
+    }
+    cancel__pool_push(task->pool, &task->work);
+}
+
+/* ---- finishing ---------------------------------------------------------- */
+
+static bool wanted(const cancel_task *cont, uint32_t status)
+{
+    unsigned f = cont->cont_flags &
+                 (CANCEL_CONTINUE_ON_RAN_TO_COMPLETION |
+                  CANCEL_CONTINUE_ON_CANCELED | CANCEL_CONTINUE_ON_FAULTED);
+    if (f == 0)
+        return true;
+    switch (status) {
+    case CANCEL_TASK_RAN_TO_COMPLETION:
+        return f & CANCEL_CONTINUE_ON_RAN_TO_COMPLETION;
+    case CANCEL_TASK_CANCELED:
+        return f & CANCEL_CONTINUE_ON_CANCELED;
+    default:
+        return f & CANCEL_CONTINUE_ON_FAULTED;
+    }
+}
+
+/* The antecedent finished: run the continuation, or cancel it. */
+static void trigger(cancel_task *cont, uint32_t antecedent_status)
+{
+    if (wanted(cont, antecedent_status)) {
+        start(cont);
+    } else {
+        atomic_store_explicit(&cont->status, CANCEL_TASK_CANCELED,
+                              memory_order_release);
+        finish_body(cont, 0, true);
+    }
+}
+
+static void child_done(cancel_task *parent, cancel_task *child,
+                       uint32_t status);
+
+/* pending reached 0: decide, publish, and tell whoever waits. */
+static void finalize(cancel_task *task)
+{
+    cancel__spin_lock(&task->lock);
+    uint32_t status;
+    if (task->own_error != 0 || task->nfaulted > 0)
+        status = CANCEL_TASK_FAULTED;
+    else if (task->own_canceled ||
+             (task->child_canceled && cancel_requested(task->token)))
+        status = CANCEL_TASK_CANCELED;
+    else
+        status = CANCEL_TASK_RAN_TO_COMPLETION;
+    atomic_store_explicit(&task->status, status, memory_order_release);
+    task->finished = true;
+    cancel_task *conts = task->conts;
+    task->conts = NULL;
+    cancel__spin_unlock(&task->lock);
+
+    cancel_event_set(&task->done);
+    while (conts != NULL) {
+        cancel_task *c = conts;
+        conts = c->cont_next;
+        trigger(c, status);
+        cancel_task_release(c); /* the list's reference */
+    }
+    if (task->parent != NULL) {
+        cancel_task *parent = task->parent;
+        task->parent = NULL;
+        child_done(parent, task, status);
+        cancel_task_release(parent);
+    }
+}
+
+static void finish_body(cancel_task *task, int code, bool canceled)
+{
+    cancel__spin_lock(&task->lock);
+    task->own_error = code;
+    task->own_canceled = canceled;
+    cancel__spin_unlock(&task->lock);
+    if (atomic_fetch_sub_explicit(&task->pending, 1, memory_order_acq_rel) ==
+        1) {
+        finalize(task);
+        return;
+    }
+    uint32_t running = CANCEL_TASK_RUNNING;
+    atomic_compare_exchange_strong_explicit(
+        &task->status, &running, CANCEL_TASK_WAITING_FOR_CHILDREN,
+        memory_order_acq_rel, memory_order_relaxed);
+}
+
+static void child_done(cancel_task *parent, cancel_task *child,
+                       uint32_t status)
+{
+    cancel__spin_lock(&parent->lock);
+    if (status == CANCEL_TASK_FAULTED)
+        parent->faulted[parent->nfaulted++] = cancel_task_retain(child);
+    else if (status == CANCEL_TASK_CANCELED)
+        parent->child_canceled = true;
+    cancel__spin_unlock(&parent->lock);
+    if (atomic_fetch_sub_explicit(&parent->pending, 1, memory_order_acq_rel) ==
+        1)
+        finalize(parent);
+}
+
+/* ---- public ------------------------------------------------------------- */
+
+cancel_task *cancel_task_new(cancel_pool *pool, cancel_task_fn *fn, void *arg,
+                             cancel_token t, unsigned flags)
+{
+    if (pool == NULL || fn == NULL || (flags & ~CANCEL_TASK_ATTACHED)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    cancel_task *task = task_alloc(pool, arg, t, flags);
+    if (task != NULL) {
+        task->kind = BODY;
+        task->fn = fn;
+    }
+    return task;
+}
+
+int cancel_task_start(cancel_task *task)
+{
+    if (task == NULL || task->kind != BODY)
+        return -EINVAL;
+    uint32_t expected = CANCEL_TASK_CREATED;
+    if (!atomic_compare_exchange_strong_explicit(
+            &task->status, &expected, CANCEL_TASK_WAITING_TO_RUN,
+            memory_order_acq_rel, memory_order_relaxed))
+        return -EINVAL;
+    start(task);
+    return 0;
+}
+
+cancel_task *cancel_task_run(cancel_pool *pool, cancel_task_fn *fn, void *arg,
+                             cancel_token t, unsigned flags)
+{
+    cancel_task *task = cancel_task_new(pool, fn, arg, t, flags);
+    if (task != NULL)
+        start(task);
+    return task;
+}
+
+cancel_task_status cancel_task_status_of(const cancel_task *task)
+{
+    if (task == NULL)
+        return CANCEL_TASK_CREATED;
+    return (cancel_task_status)atomic_load_explicit(
+        &((cancel_task *)task)->status, memory_order_acquire);
+}
+
+cancel_token cancel_task_token(const cancel_task *task)
+{
+    return task == NULL ? CANCEL_NONE : task->token;
+}
+
+cancel_task *cancel_task_current(void)
+{
+    return tls_current;
+}
+
+static size_t collect(const cancel_task *task, int *codes, size_t cap,
+                      size_t n)
+{
+    if (task->own_error != 0) {
+        if (n < cap)
+            codes[n] = task->own_error;
+        n++;
+    }
+    for (size_t i = 0; i < task->nfaulted; i++)
+        n = collect(task->faulted[i], codes, cap, n);
+    return n;
+}
+
+size_t cancel_task_errors(const cancel_task *task, int *codes, size_t cap)
+{
+    if (task == NULL || cancel_task_status_of(task) != CANCEL_TASK_FAULTED)
+        return 0;
+    return collect(task, codes, codes == NULL ? 0 : cap, 0);
+}
+
+int cancel_task_error(const cancel_task *task)
+{
+    int first = 0;
+    cancel_task_errors(task, &first, 1);
+    return first;
+}
+
+/* The outcome of a finished task, as a wait reports it. */
+static int outcome(cancel_task *task)
+{
+    switch (cancel_task_status_of(task)) {
+    case CANCEL_TASK_RAN_TO_COMPLETION:
+        return 0;
+    case CANCEL_TASK_CANCELED:
+        cancel__record(task->token);
+        return -ECANCELED;
+    default:
+        return cancel_task_error(task);
+    }
+}
+
+int cancel_task_wait(cancel_task *task, cancel_token t, int64_t timeout_ns)
+{
+    if (task == NULL)
+        return -EINVAL;
+    if (t.src_ == NULL && timeout_ns < 0 &&
+        cancel_task_status_of(task) == CANCEL_TASK_WAITING_TO_RUN)
+        run_claimed(task); /* inline it; the worker will skip the item */
+    int r = cancel_event_wait(&task->done, t, timeout_ns);
+    return r < 0 ? r : outcome(task);
+}
+
+int cancel_task_wait_all(cancel_task *const *tasks, size_t n, cancel_token t,
+                         int64_t timeout_ns)
+{
+    if (tasks == NULL && n > 0)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (tasks[i] == NULL)
+            return -EINVAL;
+    struct cancel__deadline d;
+    cancel__deadline_init(&d, timeout_ns);
+    for (size_t i = 0; i < n; i++) {
+        int64_t left = d.at == INT64_MAX ? -1
+                                         : d.at - cancel__clock_read(d.clock);
+        int r = cancel_event_wait(&tasks[i]->done, t, left < -1 ? 0 : left);
+        if (r < 0)
+            return r;
+    }
+    int canceled = -1;
+    for (size_t i = 0; i < n; i++) {
+        cancel_task_status s = cancel_task_status_of(tasks[i]);
+        if (s == CANCEL_TASK_FAULTED)
+            return cancel_task_error(tasks[i]);
+        if (s == CANCEL_TASK_CANCELED && canceled < 0)
+            canceled = (int)i;
+    }
+    if (canceled >= 0)
+        return outcome(tasks[canceled]);
+    return 0;
+}
+
+int cancel_task_wait_any(cancel_task *const *tasks, size_t n, cancel_token t,
+                         int64_t timeout_ns)
+{
+    if (tasks == NULL || n == 0)
+        return -EINVAL;
+    cancel_waitable stack[CANCEL_WAIT_ANY_STACK];
+    cancel_waitable *items = stack;
+    if (n + 1 > CANCEL_WAIT_ANY_STACK &&
+        (items = cancel__malloc((n + 1) * sizeof(*items))) == NULL)
+        return -ENOMEM;
+    int r = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (tasks[i] == NULL) {
+            r = -EINVAL;
+            break;
+        }
+        items[i] = CANCEL_WAIT_EVENT(&tasks[i]->done);
+    }
+    if (r == 0) {
+        items[n] = CANCEL_WAIT_TOKEN(t);
+        r = cancel_wait_any(items, n + 1, timeout_ns);
+        if (r == (int)n) {
+            cancel__record(t);
+            r = -ECANCELED;
+        }
+    }
+    if (items != stack)
+        cancel__free(items);
+    return r;
+}
+
+cancel_task *cancel_task_continue_with(cancel_task *antecedent,
+                                       cancel_continuation_fn *fn, void *arg,
+                                       cancel_token t, unsigned flags)
+{
+    unsigned known = CANCEL_CONTINUE_ON_RAN_TO_COMPLETION |
+                     CANCEL_CONTINUE_ON_CANCELED | CANCEL_CONTINUE_ON_FAULTED |
+                     CANCEL_TASK_ATTACHED;
+    if (antecedent == NULL || fn == NULL || (flags & ~known)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    cancel_task *cont = task_alloc(antecedent->pool, arg, t, flags);
+    if (cont == NULL)
+        return NULL;
+    cont->kind = CONTINUATION;
+    cont->cfn = fn;
+    cont->cont_flags = flags;
+    cont->antecedent = cancel_task_retain(antecedent);
+
+    cancel__spin_lock(&antecedent->lock);
+    bool finished = antecedent->finished;
+    if (!finished) {
+        cont->cont_next = antecedent->conts;
+        antecedent->conts = cancel_task_retain(cont); /* the list's */
+    }
+    cancel__spin_unlock(&antecedent->lock);
+    if (finished)
+        trigger(cont, cancel_task_status_of(antecedent));
+    return cont;
+}
