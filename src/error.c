@@ -11,6 +11,7 @@ static const struct {
     const char *msg;
 } errors[] = {
     {0, "OK", "success"},
+    {-CANCEL_EAGGREGATE, "EAGGREGATE", "several errors (see the error list)"},
     {ECANCELED, "ECANCELED", "operation canceled"},
     {ETIMEDOUT, "ETIMEDOUT", "deadline passed"},
     {EINVAL, "EINVAL", "invalid argument"},

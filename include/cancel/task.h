@@ -189,6 +189,109 @@ CANCEL_API cancel_task *cancel_task_continue_with(cancel_task *antecedent,
                                                   void *arg, cancel_token t,
                                                   unsigned flags);
 
+/* -------------------------------------------------------------------------
+ * Parallel loops and queries (Parallel.For, PLINQ's WithCancellation)
+ *
+ * The calling thread works too, with up to max_degree - 1 helpers queued on
+ * the pool; elements are handed out in chunks from a shared counter, and the
+ * loop's token (and a failing element) is checked before every element, so
+ * the overrun after a cancel is bounded by the number of workers times one
+ * element's time.  When a call returns, no element function is running or
+ * will run.
+ *
+ * Results, as .NET reports them:
+ *   0                  every element ran (or the range was empty);
+ *   -ECANCELED         the call's own token fired and no element failed:
+ *                      one cancellation, not a composite (the token is
+ *                      recorded as the thread's canceled token);
+ *   CANCEL_EAGGREGATE  one or more elements failed - with any error,
+ *                      -ECANCELED for another token included; when the
+ *                      call's token fired too, -ECANCELED is in the list.
+ *                      Every error is in opts->errors (AggregateException);
+ *   -EINVAL, -ENOMEM   bad input (NULL pool or function, from > to, ...),
+ *                      out of memory; no element ran.
+ * An element function "throws" cooperative cancellation by returning
+ * -ECANCELED after cancel_check/cancel_throw on the call's token (while it
+ * is canceled): that is the call's own cancellation, not an error.
+ * A canceled query never hands back a partial result as if it were whole:
+ * outputs are left unspecified (filter: *out = NULL, *count = 0).
+ * ---------------------------------------------------------------------- */
+
+/* Options; CANCEL_PARALLEL_OPTIONS_INIT gives the defaults. */
+typedef struct cancel_parallel_options {
+    int max_degree;    /* threads at most, the caller's included; 0: the
+                          pool's size (at least 1) */
+    int *errors;       /* out: the errors, in the order they happened */
+    size_t errors_cap; /* room in errors */
+    size_t nerrors;    /* out: how many errors there were (may exceed cap) */
+} cancel_parallel_options;
+
+#define CANCEL_PARALLEL_OPTIONS_INIT {0, NULL, 0, 0}
+
+/* Parallel.For: body(i, arg, t) for every i in [from, to).  opts may be
+ * NULL.  Returns as described above; from == to: 0 without a call;
+ * from > to: -EINVAL.  Thread safety: any thread, a pool worker included
+ * (the caller works, so nested loops cannot starve). */
+typedef int cancel_for_fn(int64_t i, void *arg, cancel_token t);
+CANCEL_API int cancel_parallel_for(cancel_pool *pool, int64_t from, int64_t to,
+                                   cancel_for_fn *body, void *arg,
+                                   cancel_token t,
+                                   cancel_parallel_options *opts);
+
+/* Parallel.ForEach over n items of `size` bytes at `items`:
+ * body(item pointer, arg, t). */
+typedef int cancel_each_fn(void *item, void *arg, cancel_token t);
+CANCEL_API int cancel_parallel_for_each(cancel_pool *pool, void *items,
+                                        size_t n, size_t size,
+                                        cancel_each_fn *body, void *arg,
+                                        cancel_token t,
+                                        cancel_parallel_options *opts);
+
+/* Map: fn(&in[i], &out[i], arg, t) for every i; out has n elements of
+ * out_size bytes.  Canceled or failed: out is unspecified. */
+typedef int cancel_map_fn(const void *in, void *out, void *arg,
+                          cancel_token t);
+CANCEL_API int cancel_parallel_map(cancel_pool *pool, const void *in,
+                                   size_t n, size_t in_size, void *out,
+                                   size_t out_size, cancel_map_fn *fn,
+                                   void *arg, cancel_token t,
+                                   cancel_parallel_options *opts);
+
+/* Filter: keep the items for which pred returns 1 (0: drop; negative: an
+ * error), in their original order, in a new array *out (free(3) it) of
+ * *count items.  Canceled or failed: *out = NULL and *count = 0. */
+typedef int cancel_pred_fn(const void *item, void *arg, cancel_token t);
+CANCEL_API int cancel_parallel_filter(cancel_pool *pool, const void *in,
+                                      size_t n, size_t size, void **out,
+                                      size_t *count, cancel_pred_fn *pred,
+                                      void *arg, cancel_token t,
+                                      cancel_parallel_options *opts);
+
+/* Reduce: acc_i starts as a copy of identity (acc_size bytes) per chunk,
+ * fold(acc, item, arg, t) folds each item in, combine(acc, other, arg)
+ * merges chunks; the result goes to *result.  fold and combine must make an
+ * associative reduction.  Canceled or failed: *result is unspecified. */
+typedef int cancel_fold_fn(void *acc, const void *item, void *arg,
+                           cancel_token t);
+typedef void cancel_combine_fn(void *acc, const void *other, void *arg);
+CANCEL_API int cancel_parallel_reduce(cancel_pool *pool, const void *in,
+                                      size_t n, size_t size, void *result,
+                                      const void *identity, size_t acc_size,
+                                      cancel_fold_fn *fold,
+                                      cancel_combine_fn *combine, void *arg,
+                                      cancel_token t,
+                                      cancel_parallel_options *opts);
+
+/* Sort n items of `size` bytes in place by cmp (stable: a merge sort).
+ * Cancellation is checked every few thousand comparisons.  Canceled: the
+ * array holds the same items in an unspecified order.  Allocates a buffer
+ * of n * size bytes. */
+typedef int cancel_cmp_fn(const void *a, const void *b, void *arg);
+CANCEL_API int cancel_parallel_sort(cancel_pool *pool, void *base, size_t n,
+                                    size_t size, cancel_cmp_fn *cmp,
+                                    void *arg, cancel_token t,
+                                    cancel_parallel_options *opts);
+
 #ifdef __cplusplus
 }
 #endif

@@ -81,6 +81,11 @@ typedef struct cancel_clock cancel_clock;
  * Errors
  * ---------------------------------------------------------------------- */
 
+/* The one code of the library that is not an errno value: several errors
+ * happened (.NET's AggregateException); the function that returns it says
+ * where the list is (cancel_parallel_for: its options' errors). */
+#define CANCEL_EAGGREGATE (-4096)
+
 /* The message for an error code the library returns (negative or positive:
  * -ECANCELED and ECANCELED give the same text).  Never NULL; unknown codes
  * give "unknown error".  Thread safety: any thread; the string is static. */
