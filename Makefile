@@ -3,6 +3,8 @@
 #   make demo    build everything and run the tour of the examples
 #   make test    build and run every test: plain, ASan+UBSan and TSan builds
 #   make bench   build and run the benchmarks beside std::stop_token, GCancellable
+#   make install install headers, libraries, cancel.pc and the CMake package
+#                under PREFIX (default /usr/local), staged under DESTDIR
 #
 # Build trees live in build/<variant>.  JOBS sets the build parallelism.
 
@@ -16,7 +18,11 @@ CMAKE_FLAGS = -DCANCEL_WERROR=$(WERROR)
 # `make test` compiles everything warning-free with both gcc and clang.
 CLANG ?= $(shell command -v clang 2>/dev/null)
 
-.PHONY: all demo test test-plain test-asan test-tsan bench clean format deps-bench
+PREFIX ?= /usr/local
+DESTDIR ?=
+
+.PHONY: all demo test test-plain test-asan test-tsan bench clean format \
+	deps-bench deps-test install
 
 all: build/plain/.built
 
@@ -28,6 +34,7 @@ build/%/.configured:
 build/plain/.configured: VARIANT_FLAGS =
 build/asan/.configured: VARIANT_FLAGS = -DCANCEL_SANITIZE=address $(if $(CLANG),-DCMAKE_C_COMPILER=$(CLANG))
 build/tsan/.configured: VARIANT_FLAGS = -DCANCEL_SANITIZE=thread
+build/release/.configured: VARIANT_FLAGS = -DCMAKE_BUILD_TYPE=Release -DCANCEL_BUILD_TESTS=OFF -DCANCEL_BUILD_EXAMPLES=OFF -DCMAKE_INSTALL_PREFIX=$(PREFIX)
 build/bench/.configured: VARIANT_FLAGS = -DCMAKE_BUILD_TYPE=Release -DCANCEL_BUILD_BENCH=ON -DCANCEL_BUILD_TESTS=OFF
 
 build/%/.built: build/%/.configured FORCE
@@ -41,13 +48,19 @@ demo: build/plain/.built
 
 # Every test runs in the plain build, then under ASan+UBSan and under TSan.
 # The summary line of each CTest run is kept and totalled at the end.
-test:
+test: deps-test
 	@$(MAKE) --no-print-directory build/plain/.built build/asan/.built build/tsan/.built
 	@sh tests/run-all.sh build/plain build/asan build/tsan
 
 test-plain test-asan test-tsan: test-%:
 	@$(MAKE) --no-print-directory build/$*/.built
 	@sh tests/run-all.sh build/$*
+
+deps-test:
+	@sh tests/deps.sh
+
+install: build/release/.built
+	DESTDIR=$(DESTDIR) $(CMAKE) --install build/release --prefix $(PREFIX)
 
 deps-bench:
 	@sh bench/deps.sh
