@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cancel/token.h"
 
@@ -46,14 +47,39 @@ static int find(int err)
     return -1;
 }
 
+/* The I/O calls pass any errno through: beyond the table, ask the C
+ * library, whose descriptions are static strings (thread-safe). */
+#if defined(__GLIBC__) &&                                                      \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+#define HAVE_ERRNO_NAMES 1
+#endif
+
 const char *cancel_strerror(int err)
 {
     int i = find(err);
-    return i < 0 ? "unknown error" : errors[i].msg;
+    if (i >= 0)
+        return errors[i].msg;
+#ifdef HAVE_ERRNO_NAMES
+    if (err != INT_MIN) {
+        const char *d = strerrordesc_np(err < 0 ? -err : err);
+        if (d != NULL)
+            return d;
+    }
+#endif
+    return "unknown error";
 }
 
 const char *cancel_err_name(int err)
 {
     int i = find(err);
-    return i < 0 ? "UNKNOWN" : errors[i].name;
+    if (i >= 0)
+        return errors[i].name;
+#ifdef HAVE_ERRNO_NAMES
+    if (err != INT_MIN) {
+        const char *n = strerrorname_np(err < 0 ? -err : err);
+        if (n != NULL)
+            return n;
+    }
+#endif
+    return "UNKNOWN";
 }

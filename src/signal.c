@@ -89,6 +89,9 @@ static int start(void)
     for (int i = 0; i < 2; i++)
         fcntl(p[i], F_SETFD, FD_CLOEXEC);
     fcntl(p[1], F_SETFL, fcntl(p[1], F_GETFL) | O_NONBLOCK);
+    /* Published before the thread exists (pthread_create orders them). */
+    pipe_r = p[0];
+    pipe_w = p[1];
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -98,11 +101,10 @@ static int start(void)
     if (err != 0) {
         close(p[0]);
         close(p[1]);
+        pipe_r = pipe_w = -1;
         return -EAGAIN;
     }
     pthread_detach(th);
-    pipe_r = p[0];
-    pipe_w = p[1];
     started = true;
     return 0;
 }

@@ -123,7 +123,9 @@ CANCEL_API int cancel_process_wait(pid_t pid, int *status, cancel_token t,
  * NULL, SIGKILL, SIGSTOP or an invalid number; -ENOMEM; -EAGAIN (no library
  * thread).  cancel_source_free detaches the source.
  * Thread safety: any thread; it replaces the process's handler for signo
- * (as sigaction does) until the signal arrives.
+ * (as sigaction does) until the signal arrives - also a disposition of
+ * SIG_IGN inherited from a shell (background jobs ignore SIGINT): a program
+ * that asks for Ctrl-C handling gets it.
  * Callback context: the library's signal thread, no library lock held. */
 CANCEL_API int cancel_source_on_signal(cancel_source *src, int signo);
 
