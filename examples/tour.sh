@@ -23,7 +23,10 @@ E1  | e1_polling_work_item  |            |     | polling from a thread-pool work
 E2  | e2_object_callbacks   |            |     | object cancellation through callbacks
 E2  | e2_object_callbacks   | --variants |     | what else callbacks promise
 E3  | e3_nested_loops       |            |     | nested loops that poll once per column
+E3  | e3_nested_loops       | --throw    |     | nested loops: throw instead, the task ends Canceled
 E4  | e4_callback_request   |            |     | a callback cancels a pending request
+E4  | e4_callback_request   | --canceled-first | | the callback runs at registration
+E4  | e4_callback_request   | --answering | | the server answers: nothing to cancel
 E5  | e5_wait_any           |            |     | wait-any on an event and the token handle
 E5  | e5_wait_any           | --script canceled-running | | wait-any: canceled while running
 E5  | e5_wait_any           | --script timeout | | wait-any: the wait times out
@@ -31,13 +34,18 @@ E6  | e6_event_wait         |            |     | an event wait that takes the to
 E6  | e6_event_wait         | --script canceled-running | | event wait: canceled while running
 E6  | e6_event_wait         | --variants |     | a canceled token wins on entry (F11)
 E7  | e7_linked_timeout     |            |     | a linked token: internal timeout, external cancel
+E7  | e7_linked_timeout     | --script cancel | | a linked token: the user cancels
+E7  | e7_linked_timeout     | --variants |     | what else linked tokens promise (F7)
 E8  | e8_download_task      |            |     | a callback aborts a download inside a task
 E9  | e9_task_pattern       |            |     | the basic task pattern
+E9  | e9_task_pattern       | --variants |     | how else a task ends: Faulted, RanToCompletion (F6)
 E10 | e10_task_children     |            |     | cancel a task and its children
+E10 | e10_task_children     | --attached |     | attached children: the parent waits for them
 E11 | e11_parallel_query    |            |     | cancel a parallel query over data
 E12 | e12_query_polls       |            |     | cancel a parallel query whose element function polls
 S1  | s1_parallel_foreach   |            |     | cancel a parallel for-each loop
 S2  | s2_thread_polling     |            | C\n | a raw thread that polls
+Tool | cancopy             |            | Copied by cancopy, chunk by chunk, from standard input to standard output.\n | a copy tool that stops cleanly on Ctrl-C or a timeout
 '
 
 trim() {
