@@ -11,8 +11,9 @@
  * broadcast that falls between the waiter's check and its sleep is lost.
  * Its callback therefore *tries* the mutex; if it is busy (held by the
  * waiter on its way to sleep, by the canceller itself, by anyone), it hands
- * the broadcast to the *cond helper* thread, which can afford to block on
- * the mutex.  Before returning, the waiter withdraws a queued hand-off, or,
+ * the broadcast to a *cond helper* thread, which can afford to block on
+ * the mutex (and another helper starts if none is idle, so one busy mutex
+ * never delays another waiter's broadcast).  Before returning, the waiter withdraws a queued hand-off, or,
  * if the helper already took it, lets go of the mutex until the helper is
  * done with it: the library never touches the condvar or mutex after
  * cancel_cond_wait returned.
@@ -136,19 +137,34 @@ static pthread_mutex_t hq_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t hq_cv = PTHREAD_COND_INITIALIZER;   /* work queued */
 static pthread_cond_t done_cv = PTHREAD_COND_INITIALIZER; /* job finished */
 static struct condwait *hq_head, *hq_tail;
-static bool helper_started;
+static int queued;  /* jobs in the queue */
+static int helpers; /* cond helper threads alive */
+static int idle;    /* of which waiting for work */
 
+/* A helper blocks on one caller's mutex at a time.  So that a busy mutex
+ * never delays the broadcast for another one, a job queued while no helper
+ * is idle starts another helper; helpers beyond one exit when the queue is
+ * empty.  There are never more helpers than jobs that were blocked at once. */
 static void *cond_helper(void *unused)
 {
     (void)unused;
     pthread_mutex_lock(&hq_mu);
     for (;;) {
-        while (hq_head == NULL)
+        while (hq_head == NULL) {
+            if (helpers > 1) {
+                helpers--;
+                pthread_mutex_unlock(&hq_mu);
+                return NULL;
+            }
+            idle++;
             pthread_cond_wait(&hq_cv, &hq_mu);
+            idle--;
+        }
         struct condwait *w = hq_head;
         hq_head = w->next;
         if (hq_head == NULL)
             hq_tail = NULL;
+        queued--;
         w->state = CW_BUSY;
         pthread_mutex_unlock(&hq_mu);
         pthread_mutex_lock(w->m);
@@ -158,14 +174,16 @@ static void *cond_helper(void *unused)
         w->state = CW_DONE;
         pthread_cond_broadcast(&done_cv);
     }
-    return NULL;
 }
 
-/* Under hq_mu.  false if the helper thread cannot be started. */
-static bool start_helper(void)
+/* Under hq_mu, after queueing a job: make sure an idle helper is there for
+ * every queued job.  false if no helper exists and none can be started. */
+static bool ensure_helper(void)
 {
-    if (helper_started)
+    if (queued <= idle) {
+        pthread_cond_signal(&hq_cv);
         return true;
+    }
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -173,10 +191,25 @@ static bool start_helper(void)
     int err = pthread_create(&th, NULL, cond_helper, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (err != 0)
-        return false;
+        return helpers > 0; /* a busy helper gets to it eventually */
     pthread_detach(th);
-    helper_started = true;
+    helpers++;
     return true;
+}
+
+/* Under hq_mu: take a queued job out of the queue. */
+static void cond_unqueue(struct condwait *w)
+{
+    struct condwait **pp = &hq_head, *prev = NULL;
+    while (*pp != w) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    *pp = w->next;
+    if (hq_tail == w)
+        hq_tail = prev;
+    queued--;
+    w->state = CW_DONE;
 }
 
 /* Runs on the canceling thread, or under the timer lock (manual clock):
@@ -191,16 +224,17 @@ static void cond_wake(void *arg)
     }
     pthread_mutex_lock(&hq_mu);
     if (w->state == CW_IDLE) {
-        if (start_helper()) {
-            w->state = CW_QUEUED;
-            w->next = NULL;
-            if (hq_tail != NULL)
-                hq_tail->next = w;
-            else
-                hq_head = w;
-            hq_tail = w;
-            pthread_cond_signal(&hq_cv);
-        } else {
+        w->state = CW_QUEUED;
+        w->next = NULL;
+        if (hq_tail != NULL)
+            hq_tail->next = w;
+        else
+            hq_head = w;
+        hq_tail = w;
+        queued++;
+        if (!ensure_helper()) {
+            /* Withdraw it again. */
+            cond_unqueue(w);
             /* No thread: broadcast without the mutex.  A waiter between
              * its check and its sleep may miss it; it then wakes at its
              * deadline or on the next broadcast. */
@@ -215,15 +249,7 @@ static void cond_withdraw(struct condwait *w)
 {
     pthread_mutex_lock(&hq_mu);
     if (w->state == CW_QUEUED) {
-        struct condwait **pp = &hq_head, *prev = NULL;
-        while (*pp != w) {
-            prev = *pp;
-            pp = &(*pp)->next;
-        }
-        *pp = w->next;
-        if (hq_tail == w)
-            hq_tail = prev;
-        w->state = CW_DONE;
+        cond_unqueue(w);
     } else if (w->state == CW_BUSY) {
         /* The helper may be blocked on our mutex: let go of it. */
         pthread_mutex_unlock(w->m);

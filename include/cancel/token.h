@@ -186,7 +186,10 @@ CANCEL_API int cancel_source_cancel_async(cancel_source *src);
 /* TryReset, to pool a source for an unrelated operation: if it was never
  * canceled, disarm its timer, drop every pending registration (unregistering
  * one of them later returns false; its callback never runs) and return true;
- * otherwise change nothing and return false.  false for NULL.
+ * otherwise change nothing and return false.  false for NULL.  As in .NET,
+ * reset only a source nobody uses any more: the registrations that waits
+ * (cancel/wait.h) hang on the token are dropped too, so a thread still
+ * blocked in such a wait is no longer woken by a later cancel.
  * Thread safety: any thread; racing a cancel, one of them wins.
  * Ownership: dropped registrations belong to their callers again at once. */
 CANCEL_API bool cancel_source_try_reset(cancel_source *src);

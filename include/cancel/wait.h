@@ -16,7 +16,9 @@
  *     a cancel wakes it with one wake per waiting object; a cancel, set or
  *     release with nobody waiting makes no system call.
  *   - Waits never allocate, except cancel_wait_any with more than
- *     CANCEL_WAIT_ANY_STACK items (it may then return -ENOMEM).
+ *     CANCEL_WAIT_ANY_STACK items (it may then return -ENOMEM); a
+ *     cancel_wait_any with fd items that has to block opens a private
+ *     eventfd for the time of the call (-EMFILE / -ENFILE possible).
  *
  * Objects in caller storage (cancel_event, cancel_semaphore,
  * cancel_countdown) have an _INIT initializer or an _init function, and
@@ -230,7 +232,8 @@ typedef struct cancel_waitable {
  * not an error: nothing is recorded as the thread's canceled token.
  * -EINVAL for NULL items, n == 0, an unknown kind, a NULL event/semaphore
  * or a negative fd; -EBADF for an fd that is not open on entry; -ENOMEM
- * past CANCEL_WAIT_ANY_STACK items when out of memory.
+ * past CANCEL_WAIT_ANY_STACK items when out of memory; -EMFILE / -ENFILE
+ * when it must block on fds and cannot open its eventfd.
  * Thread safety: any thread; the objects may be used by others meanwhile.
  * Ownership: the items are read during the call only. */
 CANCEL_API int cancel_wait_any(const cancel_waitable *items, size_t n,
