@@ -229,7 +229,7 @@ static int gates_reached(struct gates *g, int id)
     return n;
 }
 
-/* ---- The tasks --------------------------------------------------------------- */
+/* ---- The tasks ----------------------------------------------------------- */
 
 struct demo {
     cancel_token token;
@@ -351,7 +351,7 @@ static int parent_body(void *arg, cancel_token ct)
     return rc;
 }
 
-/* ---- Main ---------------------------------------------------------------------- */
+/* ---- Main ---------------------------------------------------------------- */
 
 /* By hand: the next key, or EOF. */
 static int read_key(void)
@@ -382,10 +382,10 @@ static void script_detached(struct demo *d)
     run_free(g, 3);
     run_to(g, PARENT_ID, 4); /* creates child 4 */
     run_free(g, 4);
-    run_to(g, PARENT_ID, 6); /* creates child 5 */
-    run_to(g, 5, 3);         /* child 5 is at its second step of work */
-    run_to(g, PARENT_ID, 8); /* creates child 6 */
-    run_to(g, 6, 1);         /* child 6 has entered its body */
+    run_to(g, PARENT_ID, 6);  /* creates child 5 */
+    run_to(g, 5, 3);          /* child 5 is at its second step of work */
+    run_to(g, PARENT_ID, 8);  /* creates child 6 */
+    run_to(g, 6, 1);          /* child 6 has entered its body */
     run_to(g, PARENT_ID, 10); /* creates child 7: no thread is free */
 }
 
@@ -467,8 +467,8 @@ int main(int argc, char **argv)
      * to the task so it can cancel before execution starts. */
     int id = d.next_id++;
     args[id] = (struct task_arg){.d = &d, .id = id};
-    cancel_task *task = cancel_task_run(d.pool, cancellable_body, &args[id],
-                                        d.token, 0);
+    cancel_task *task =
+        cancel_task_run(d.pool, cancellable_body, &args[id], d.token, 0);
     if (task == NULL)
         fail_err("cancel_task_run", -errno);
     printf("Main: Cancellable Task %d created\n", id);
@@ -533,8 +533,7 @@ int main(int argc, char **argv)
         all[i - 1] = bag_get(&d, i);
 
     /* Wait for all tasks before freeing the source. */
-    rc = cancel_task_wait_all(all, (size_t)count, CANCEL_NONE,
-                              CANCEL_INFINITE);
+    rc = cancel_task_wait_all(all, (size_t)count, CANCEL_NONE, CANCEL_INFINITE);
     int exit_status = EXIT_SUCCESS;
     if (rc == -ECANCELED) {
         say("");

@@ -54,7 +54,7 @@
 #include <time.h>
 
 #define MS INT64_C(1000000) /* nanoseconds */
-#define ITERATIONS 100000    /* the loop bound of the original */
+#define ITERATIONS 100000   /* the loop bound of the original */
 
 static void fail(const char *what)
 {
@@ -194,7 +194,7 @@ static void do_some_work(void *arg)
     unlock(item->meet);
 }
 
-/* ---- Thread 1: main -------------------------------------------------------- */
+/* ---- Thread 1: main ------------------------------------------------------ */
 
 static void sleep_ms(long ms)
 {
@@ -258,8 +258,7 @@ int main(int argc, char **argv)
 
     /* Pass the token to the cancelable operation. */
     static struct work_item item;
-    item = (struct work_item){.token = cancel_source_token(cts),
-                              .meet = &meet};
+    item = (struct work_item){.token = cancel_source_token(cts), .meet = &meet};
     check("cancel_pool_queue", cancel_pool_queue(pool, do_some_work, &item));
 
     if (timed) {

@@ -213,7 +213,7 @@ static int nested_loops(void *arg, cancel_token token)
     return 0;
 }
 
-/* ---- Main ------------------------------------------------------------------ */
+/* ---- Main ---------------------------------------------------------------- */
 
 static const char *status_name(cancel_task_status s)
 {

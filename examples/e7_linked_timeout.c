@@ -220,7 +220,7 @@ static void meeting_await_ui(struct meeting *m)
     unlock(m);
 }
 
-/* ---- The worker: WorkerWithTimer ---------------------------------------- */
+/* ---- The worker: WorkerWithTimer ----------------------------------------- */
 
 struct worker {
     cancel_source *internal_source; /* internalTokenSource, with its timer */
@@ -253,8 +253,7 @@ static void worker_say(struct worker *w, const char *line)
 static void worker_init(struct worker *w, int64_t timeout_ns,
                         struct meeting *meet)
 {
-    *w = (struct worker){.meet = meet,
-                         .timer_reg = CANCEL_REGISTRATION_INIT};
+    *w = (struct worker){.meet = meet, .timer_reg = CANCEL_REGISTRATION_INIT};
     w->internal_source = cancel_source_new_timeout(timeout_ns);
     if (w->internal_source == NULL)
         fail_err("cancel_source_new_timeout", -errno);
@@ -337,16 +336,16 @@ static int do_work(struct worker *w, cancel_token external_token)
     return rc;
 }
 
-/* ---- The UI thread and main ------------------------------------------------ */
+/* ---- The UI thread and main ---------------------------------------------- */
 
 enum script { SCRIPT_TIMEOUT, SCRIPT_CANCEL, KEYS };
 
 struct demo {
     enum script script;
     int64_t timeout_ns;
-    cancel_clock *clock;       /* scripted: the manual clock */
-    cancel_source *cts;        /* the external source */
-    cancel_source *ui_stop;    /* by hand: main stops the UI task's read */
+    cancel_clock *clock;    /* scripted: the manual clock */
+    cancel_source *cts;     /* the external source */
+    cancel_source *ui_stop; /* by hand: main stops the UI task's read */
     struct meeting meet;
     struct worker worker;
 };
@@ -400,9 +399,9 @@ static int ui_task(void *arg, cancel_token t)
     case KEYS:
         for (;;) {
             char key;
-            ssize_t n = cancel_read(STDIN_FILENO, &key, 1,
-                                    cancel_source_token(d->ui_stop),
-                                    CANCEL_INFINITE);
+            ssize_t n =
+                cancel_read(STDIN_FILENO, &key, 1,
+                            cancel_source_token(d->ui_stop), CANCEL_INFINITE);
             if (n == -ECANCELED || n == 0)
                 break; /* the work is over, or no more keys: do nothing */
             if (n == -EINTR)
@@ -506,14 +505,12 @@ static int run_demo(enum script script, int64_t timeout_ns)
         fprintf(stderr, "e7_linked_timeout: the worker failed: %s (%s)\n",
                 cancel_strerror(rc), cancel_err_name(rc));
         exit_status = EXIT_FAILURE;
-    } else if (script != KEYS &&
-               status != (script == SCRIPT_TIMEOUT
-                              ? CANCEL_TASK_RAN_TO_COMPLETION
-                              : CANCEL_TASK_CANCELED)) {
+    } else if (script != KEYS && status != (script == SCRIPT_TIMEOUT
+                                                ? CANCEL_TASK_RAN_TO_COMPLETION
+                                                : CANCEL_TASK_CANCELED)) {
         fail("the worker did not end as the script expects");
     }
-    if (d.worker.caught &&
-        (!d.worker.caught_linked || d.worker.caught_parent))
+    if (d.worker.caught && (!d.worker.caught_linked || d.worker.caught_parent))
         fail("the cancellation caught did not carry the linked token");
 
     cancel_task_release(ui);
@@ -530,7 +527,7 @@ static int run_demo(enum script script, int64_t timeout_ns)
     return exit_status;
 }
 
-/* ---- Variants -------------------------------------------------------------- */
+/* ---- Variants ------------------------------------------------------------ */
 
 static cancel_source *new_source(void)
 {

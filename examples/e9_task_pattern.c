@@ -112,7 +112,7 @@ static cancel_source *new_source(void)
     return cts;
 }
 
-/* ---- The pattern ------------------------------------------------------- */
+/* ---- The pattern --------------------------------------------------------- */
 
 static int body(void *arg, cancel_token ct)
 {
@@ -166,8 +166,8 @@ static bool run_once(cancel_pool *pool, bool print, bool *ran)
                code_name(rc, b1, sizeof b1), code_name(error, b2, sizeof b2));
         fflush(stdout);
     }
-    bool ok = status == CANCEL_TASK_CANCELED && rc == -ECANCELED &&
-              recorded && error == 0;
+    bool ok = status == CANCEL_TASK_CANCELED && rc == -ECANCELED && recorded &&
+              error == 0;
     if (!ok)
         fprintf(stderr,
                 "e9_task_pattern: a run ended %s (wait %d, error %d, %s)\n",
@@ -180,7 +180,7 @@ static bool run_once(cancel_pool *pool, bool print, bool *ran)
     return ok;
 }
 
-/* ---- Variants ------------------------------------------------------------- */
+/* ---- Variants ------------------------------------------------------------ */
 
 /* A body that starts, tells main, waits until its own token is canceled
  * and then ends as `how` says. */
@@ -280,8 +280,7 @@ static void run_variants(cancel_pool *pool)
     run_variant(pool, "Throws with another token", THROW_OTHER,
                 CANCEL_TASK_FAULTED, -ECANCELED, -ECANCELED);
     run_variant(pool, "Throws with its own token, not canceled",
-                THROW_OWN_AT_ONCE, CANCEL_TASK_FAULTED, -ECANCELED,
-                -ECANCELED);
+                THROW_OWN_AT_ONCE, CANCEL_TASK_FAULTED, -ECANCELED, -ECANCELED);
     run_variant(pool, "Returns normally after the cancel", RETURN_NORMALLY,
                 CANCEL_TASK_RAN_TO_COMPLETION, 0, 0);
 }
