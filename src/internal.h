@@ -148,7 +148,6 @@ struct cancel__link {
  * Allocated on first use (timer, fd) or with the source (links). */
 struct cancel__ext {
     cancel_source *src;
-    int64_t deadline;         /* timer: on the installed clock; timer lock */
     size_t heap_index;        /* timer: position in the heap or NOT_ARMED */
     struct cancel__ext *async_next; /* cancel_async queue; timer lock */
     _Atomic int fd;           /* cancel_token_fd: read end, or -1 */

@@ -55,7 +55,6 @@ cancel_source *cancel_source_new_linked(const cancel_token *tokens,
     atomic_init(&src->waiters, 0);
     src->regs = NULL;
     ext->src = src;
-    ext->deadline = 0;
     ext->heap_index = CANCEL__NOT_ARMED;
     ext->async_next = NULL;
     atomic_init(&ext->fd, -1);

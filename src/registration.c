@@ -115,15 +115,19 @@ static inline bool is_posted(const struct cancel__reg *r)
             CANCEL__REG_POSTED) != 0;
 }
 
-/* Under the lock: unlink r, whose predecessor is `prev` (NULL: the head). */
+/* Under the lock: unlink r, whose predecessor is `prev` unless r is the
+ * head.  The head's b.prev is never read (a node is recognised as the head
+ * by comparing it with src->regs), so taking the head - the drain's every
+ * step - writes nothing to the node below it. */
 static void list_unlink(cancel_source *src, struct cancel__reg *r,
                         struct cancel__reg *prev)
 {
     struct cancel__reg *next = r->a.next;
-    if (prev == NULL)
+    if (src->regs == r) {
         src->regs = next;
-    else
-        prev->a.next = next;
+        return;
+    }
+    prev->a.next = next;
     if (next != NULL && !is_posted(next))
         next->b.prev = prev;
 }
@@ -166,8 +170,6 @@ static inline __attribute__((always_inline)) int do_register(cancel_token t, str
                 r->b.post = post;
                 r->ctx = ctx;
                 word |= CANCEL__REG_POSTED;
-            } else {
-                r->b.prev = NULL;
             }
             atomic_store_explicit(&r->word, word, memory_order_relaxed);
             if (head != NULL && !is_posted(head))
@@ -242,7 +244,8 @@ static bool do_unregister(struct cancel__reg *r, bool wait)
         }
         if (word & CANCEL__REG_PENDING) {
             /* Still linked, so src is alive. */
-            struct cancel__reg *prev = (word & CANCEL__REG_POSTED)
+            struct cancel__reg *prev = src->regs == r ? NULL
+                                       : (word & CANCEL__REG_POSTED)
                                            ? list_prev(src, r)
                                            : r->b.prev;
             list_unlink(src, r, prev);
