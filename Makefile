@@ -22,7 +22,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 
 .PHONY: all demo test test-plain test-asan test-tsan bench clean format \
-	deps-bench deps-test install
+	deps-bench deps-test deps-bridges install
 
 all: build/plain/.built
 
@@ -48,7 +48,7 @@ demo: build/plain/.built
 
 # Every test runs in the plain build, then under ASan+UBSan and under TSan.
 # The summary line of each CTest run is kept and totalled at the end.
-test: deps-test
+test: deps-test deps-bridges
 	@$(MAKE) --no-print-directory build/plain/.built build/asan/.built build/tsan/.built
 	@sh tests/run-all.sh build/plain build/asan build/tsan
 
@@ -58,6 +58,11 @@ test-plain test-asan test-tsan: test-%:
 
 deps-test:
 	@sh tests/deps.sh
+
+# The optional libuv and GLib bridges are built and tested when their -dev
+# packages are there; make test installs them (as root) so they always are.
+deps-bridges:
+	@sh bridges/deps.sh
 
 install: build/release/.built
 	DESTDIR=$(DESTDIR) $(CMAKE) --install build/release --prefix $(PREFIX)
