@@ -42,9 +42,15 @@ E9  | e9_task_pattern       | --variants |     | how else a task ends: Faulted, 
 E10 | e10_task_children     |            |     | cancel a task and its children
 E10 | e10_task_children     | --attached |     | attached children: the parent waits for them
 E11 | e11_parallel_query    |            |     | cancel a parallel query over data
+E11 | e11_parallel_query    | --cancel   |     | the query canceled while it runs
 E12 | e12_query_polls       |            |     | cancel a parallel query whose element function polls
+E12 | e12_query_polls       | --fail     |     | a failure and the cancellation: a composite of both (F9)
+E12 | e12_query_polls       | --foreign  |     | canceled by a foreign token: a failure, not a cancellation
 S1  | s1_parallel_foreach   |            |     | cancel a parallel for-each loop
+S1  | s1_parallel_foreach   | --foreign  |     | a foreign token: a composite error with the cancellation inside (F10)
 S2  | s2_thread_polling     |            | C\n | a raw thread that polls
+Loop | epoll_loop          |            |     | an epoll loop that watches the token fd; another thread cancels
+Loop | epoll_loop          | --idle-timeout-ms 100 | | an epoll loop that a timer cancels once it runs out of work
 Tool | cancopy             |            | Copied by cancopy, chunk by chunk, from standard input to standard output.\n | a copy tool that stops cleanly on Ctrl-C or a timeout
 '
 

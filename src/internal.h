@@ -29,7 +29,6 @@ void cancel__alloc_fail_after(long n);
  * target cancel_test, which the tests link); 0 elsewhere. */
 long cancel__alloc_live(void);
 
-#endif /* CANCEL_INTERNAL_H */
 
 /* ---- platform/futex.c ---------------------------------------------------- */
 
@@ -311,3 +310,5 @@ struct cancel__semaphore {
 bool cancel__semaphore_try_take(struct cancel__semaphore *s);
 /* Under the lock, when a waiter leaves without taking: pass the wake on. */
 void cancel__semaphore_forward(struct cancel__semaphore *s);
+
+#endif /* CANCEL_INTERNAL_H */

@@ -137,27 +137,39 @@ static void stop_cb(void *arg)
     atomic_store_explicit(&r->stop, true, memory_order_relaxed);
 }
 
+/* Threads working: the caller plus helpers, at most one per pool worker. */
 static int degree(cancel_pool *pool, const cancel_parallel_options *opts)
 {
-    int d = opts != NULL && opts->max_degree > 0 ? opts->max_degree
-                                                 : cancel_pool_size(pool);
+    int size = cancel_pool_size(pool);
+    int d = opts != NULL && opts->max_degree > 0 ? opts->max_degree : size;
+    if (d > size + 1)
+        d = size + 1;
     return d < 1 ? 1 : d;
 }
 
-/* Run fn over [0, n) in parallel.  The elements check the token through
- * `stop`; a cancel also stops a run whose elements never look at it. */
-static int run_phase(cancel_pool *pool, size_t n, size_t grain, chunk_fn *fn,
-                     void *ctx, cancel_token t, cancel_parallel_options *opts)
+/* A run's memory, taken before any element runs, so that a call with
+ * several phases cannot fail for lack of memory half-way. */
+static struct run *run_alloc(void)
 {
+    return cancel__calloc(1, sizeof(struct run));
+}
+
+/* Run fn over [0, n) in parallel on r (consumed).  The elements check the
+ * token through `stop`; a cancel also stops a run whose elements never look
+ * at it. */
+static int run_phase(struct run *r, cancel_pool *pool, size_t n,
+                     size_t grain, chunk_fn *fn, void *ctx, cancel_token t,
+                     cancel_parallel_options *opts)
+{
+    if (n == 0) {
+        cancel__free(r);
+        return 0;
+    }
     if (cancel_requested(t)) {
+        cancel__free(r);
         cancel__record(t);
         return -ECANCELED;
     }
-    if (n == 0)
-        return 0;
-    struct run *r = cancel__calloc(1, sizeof(*r));
-    if (r == NULL)
-        return -ENOMEM;
     r->n = n;
     r->grain = grain;
     r->fn = fn;
@@ -214,6 +226,18 @@ static int run_phase(cancel_pool *pool, size_t n, size_t grain, chunk_fn *fn,
     return res;
 }
 
+/* One-phase calls: allocate and run. */
+static int run_once(cancel_pool *pool, size_t n, size_t grain, chunk_fn *fn,
+                    void *ctx, cancel_token t, cancel_parallel_options *opts)
+{
+    if (n == 0)
+        return 0;
+    struct run *r = run_alloc();
+    if (r == NULL)
+        return -ENOMEM;
+    return run_phase(r, pool, n, grain, fn, ctx, t, opts);
+}
+
 static int check_opts(cancel_parallel_options *opts)
 {
     if (opts != NULL && opts->max_degree < 0)
@@ -265,8 +289,8 @@ int cancel_parallel_for(cancel_pool *pool, int64_t from, int64_t to,
     if (from == to)
         return 0;
     struct loop l = {.from = from, .body = body, .arg = arg};
-    return run_phase(pool, (size_t)((uint64_t)to - (uint64_t)from), 4096,
-                     loop_chunk, &l, t, opts);
+    return run_once(pool, (size_t)((uint64_t)to - (uint64_t)from), 4096,
+                    loop_chunk, &l, t, opts);
 }
 
 int cancel_parallel_for_each(cancel_pool *pool, void *items, size_t n,
@@ -279,7 +303,7 @@ int cancel_parallel_for_each(cancel_pool *pool, void *items, size_t n,
     if (n == 0)
         return 0;
     struct loop l = {.each = body, .items = items, .size = size, .arg = arg};
-    return run_phase(pool, n, 4096, loop_chunk, &l, t, opts);
+    return run_once(pool, n, 4096, loop_chunk, &l, t, opts);
 }
 
 /* ---- map, reduce -------------------------------------------------------- */
@@ -315,7 +339,7 @@ int cancel_parallel_map(cancel_pool *pool, const void *in, size_t n,
         ((in == NULL || out == NULL) && n > 0) || check_opts(opts) < 0)
         return -EINVAL;
     struct map m = {in, out, in_size, out_size, fn, arg};
-    return run_phase(pool, n, 4096, map_chunk, &m, t, opts);
+    return run_once(pool, n, 4096, map_chunk, &m, t, opts);
 }
 
 /* Blocks: the unit of work of reduce, filter and sort. */
@@ -377,7 +401,7 @@ int cancel_parallel_reduce(cancel_pool *pool, const void *in, size_t n,
     for (size_t k = 0; k < blocks; k++)
         memcpy(accs + k * acc_size, identity, acc_size);
     struct reduce q = {in, n, size, blocks, acc_size, accs, fold, arg};
-    int err = run_phase(pool, blocks, 1, reduce_chunk, &q, t, opts);
+    int err = n == 0 ? 0 : run_once(pool, blocks, 1, reduce_chunk, &q, t, opts);
     if (err == 0) {
         memcpy(result, accs, acc_size);
         for (size_t k = 1; k < blocks; k++)
@@ -449,14 +473,30 @@ int cancel_parallel_filter(cancel_pool *pool, const void *in, size_t n,
     if (pool == NULL || pred == NULL || out == NULL || count == NULL ||
         size == 0 || (in == NULL && n > 0) || check_opts(opts) < 0)
         return -EINVAL;
+    if (n == 0) {
+        /* An empty result; the caller frees it. */
+        *out = malloc(1);
+        return *out == NULL ? -ENOMEM : 0;
+    }
     size_t blocks = nblocks(pool, n, opts);
     struct filter f = {.in = in, .n = n, .size = size, .blocks = blocks,
                        .pred = pred, .arg = arg};
-    f.keep = cancel__malloc(n ? n : 1);
+    /* Everything is allocated before the first predicate runs, the result
+     * at its largest (it shrinks below), so -ENOMEM means nothing ran. */
+    struct run *count_run = run_alloc(), *copy_run = run_alloc();
+    f.keep = cancel__malloc(n);
     f.counts = cancel__calloc(blocks, sizeof(size_t));
-    int err = f.keep == NULL || f.counts == NULL ? -ENOMEM : 0;
-    if (err == 0)
-        err = run_phase(pool, blocks, 1, filter_count, &f, t, opts);
+    f.out = n > SIZE_MAX / size ? NULL : malloc(n * size);
+    if (count_run == NULL || copy_run == NULL || f.keep == NULL ||
+        f.counts == NULL || f.out == NULL) {
+        cancel__free(count_run);
+        cancel__free(copy_run);
+        cancel__free(f.keep);
+        cancel__free(f.counts);
+        free(f.out);
+        return -ENOMEM;
+    }
+    int err = run_phase(count_run, pool, blocks, 1, filter_count, &f, t, opts);
     size_t total = 0;
     if (err == 0) {
         for (size_t k = 0; k < blocks; k++) {
@@ -464,18 +504,22 @@ int cancel_parallel_filter(cancel_pool *pool, const void *in, size_t n,
             f.counts[k] = total;
             total += c;
         }
-        /* The result belongs to the caller: plain malloc, freed by free. */
-        f.out = malloc(total ? total * size : 1);
-        if (f.out == NULL)
-            err = -ENOMEM;
+        err = run_phase(copy_run, pool, blocks, 1, filter_copy, &f,
+                        CANCEL_NONE, opts);
+    } else {
+        cancel__free(copy_run);
     }
-    if (err == 0)
-        err = run_phase(pool, blocks, 1, filter_copy, &f, CANCEL_NONE, opts);
     if (err == 0 && cancel_requested(t)) {
         /* Canceled during the copy: all elements were seen, but report the
          * cancellation rather than a result the caller stopped wanting. */
         cancel__record(t);
         err = -ECANCELED;
+    }
+    if (err == 0) {
+        /* Give back what the result does not use. */
+        char *fit = realloc(f.out, total ? total * size : 1);
+        if (fit != NULL)
+            f.out = fit;
     }
     if (err == 0) {
         *out = f.out;
@@ -578,6 +622,8 @@ int cancel_parallel_sort(cancel_pool *pool, void *base, size_t n, size_t size,
     if (pool == NULL || cmp == NULL || size == 0 || (base == NULL && n > 0) ||
         check_opts(opts) < 0)
         return -EINVAL;
+    if (n == 0)
+        return 0;
     if (n > SIZE_MAX / size)
         return -ENOMEM;
     if (cancel_requested(t)) {
@@ -588,19 +634,38 @@ int cancel_parallel_sort(cancel_pool *pool, void *base, size_t n, size_t size,
         return 0;
     struct sort s = {.base = base, .n = n, .size = size, .cmp = cmp,
                      .arg = arg, .blocks = nblocks(pool, n, opts)};
+    /* One run per phase - the block sorts, then each merge level - and the
+     * buffer, all before the first comparison: -ENOMEM means none ran. */
+    enum { MAX_PHASES = 8 * sizeof(size_t) + 1 };
+    struct run *runs[MAX_PHASES] = {0};
+    size_t phases = 1;
+    for (size_t w = 1; w < s.blocks; w *= 2)
+        phases++;
     s.tmp = cancel__malloc(n * size);
-    if (s.tmp == NULL)
+    bool ok = s.tmp != NULL;
+    for (size_t i = 0; ok && i < phases; i++)
+        ok = (runs[i] = run_alloc()) != NULL;
+    if (!ok) {
+        for (size_t i = 0; i < phases; i++)
+            cancel__free(runs[i]);
+        cancel__free(s.tmp);
         return -ENOMEM;
-    int err = run_phase(pool, s.blocks, 1, sort_block, &s, t, opts);
+    }
+    size_t phase = 0;
+    int err = run_phase(runs[phase++], pool, s.blocks, 1, sort_block, &s, t,
+                        opts);
     for (s.width = 1; err == 0 && s.width < s.blocks; s.width *= 2) {
         size_t pairs = (s.blocks + 2 * s.width - 1) / (2 * s.width);
-        err = run_phase(pool, pairs, 1, sort_merge, &s, t, opts);
+        err = run_phase(runs[phase++], pool, pairs, 1, sort_merge, &s, t,
+                        opts);
         if (err == 0) {
             char *swap = s.base;
             s.base = s.tmp;
             s.tmp = swap;
         }
     }
+    while (phase < phases)
+        cancel__free(runs[phase++]); /* phases a failure left unused */
     if (err == 0 && cancel_requested(t)) {
         cancel__record(t);
         err = -ECANCELED;

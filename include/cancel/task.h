@@ -209,7 +209,10 @@ CANCEL_API cancel_task *cancel_task_continue_with(cancel_task *antecedent,
  *                      call's token fired too, -ECANCELED is in the list.
  *                      Every error is in opts->errors (AggregateException);
  *   -EINVAL, -ENOMEM   bad input (NULL pool or function, from > to, ...),
- *                      out of memory; no element ran.
+ *                      out of memory; no element ran (every call allocates
+ *                      all it needs before its first element).
+ * An empty input returns 0 at once, whatever the token; a non-empty one
+ * with an already-canceled token returns -ECANCELED before any element.
  * An element function "throws" cooperative cancellation by returning
  * -ECANCELED after cancel_check/cancel_throw on the call's token (while it
  * is canceled): that is the call's own cancellation, not an error.
@@ -220,7 +223,8 @@ CANCEL_API cancel_task *cancel_task_continue_with(cancel_task *antecedent,
 /* Options; CANCEL_PARALLEL_OPTIONS_INIT gives the defaults. */
 typedef struct cancel_parallel_options {
     int max_degree;    /* threads at most, the caller's included; 0: the
-                          pool's size (at least 1) */
+                          pool's size (at least 1); never more than the
+                          pool's size + 1 */
     int *errors;       /* out: the errors, in the order they happened */
     size_t errors_cap; /* room in errors */
     size_t nerrors;    /* out: how many errors there were (may exceed cap) */
