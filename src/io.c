@@ -138,6 +138,12 @@ static ssize_t do_read(int fd, void *buf, size_t n, int flags, bool is_recv,
     }
 }
 
+/* A transfer of 0 bytes never waits, as read(2) and write(2) do not. */
+static ssize_t zero(ssize_t r)
+{
+    return r < 0 ? -errno : r;
+}
+
 ssize_t cancel_read(int fd, void *buf, size_t n, cancel_token t,
                     int64_t timeout_ns)
 {
@@ -145,6 +151,8 @@ ssize_t cancel_read(int fd, void *buf, size_t n, cancel_token t,
         return -EINVAL;
     if (cancel_check(t) < 0)
         return -ECANCELED;
+    if (n == 0)
+        return zero(read(fd, buf, 0));
     struct cancel__deadline d;
     cancel__deadline_init(&d, timeout_ns);
     return do_read(fd, buf, n, 0, false, t, &d);
@@ -157,6 +165,8 @@ ssize_t cancel_recv(int fd, void *buf, size_t n, int flags, cancel_token t,
         return -EINVAL;
     if (cancel_check(t) < 0)
         return -ECANCELED;
+    if (n == 0)
+        return zero(recv(fd, buf, 0, flags | MSG_DONTWAIT));
     struct cancel__deadline d;
     cancel__deadline_init(&d, timeout_ns);
     return do_read(fd, buf, n, flags, true, t, &d);
@@ -228,6 +238,8 @@ ssize_t cancel_write(int fd, const void *buf, size_t n, cancel_token t,
         return -EINVAL;
     if (cancel_check(t) < 0)
         return -ECANCELED;
+    if (n == 0)
+        return zero(write(fd, buf, 0));
     struct cancel__deadline d;
     cancel__deadline_init(&d, timeout_ns);
     return do_write(fd, buf, n, 0, false, t, &d);
@@ -240,6 +252,8 @@ ssize_t cancel_send(int fd, const void *buf, size_t n, int flags,
         return -EINVAL;
     if (cancel_check(t) < 0)
         return -ECANCELED;
+    if (n == 0)
+        return zero(send(fd, buf, 0, flags | MSG_NOSIGNAL | MSG_DONTWAIT));
     struct cancel__deadline d;
     cancel__deadline_init(&d, timeout_ns);
     return do_write(fd, buf, n, flags | MSG_NOSIGNAL, true, t, &d);
@@ -335,10 +349,12 @@ int cancel_poll(struct pollfd *fds, nfds_t n, cancel_token t,
             if (m > CANCEL_WAIT_ANY_STACK &&
                 (it = cancel__malloc(m * sizeof(*it))) == NULL)
                 return -ENOMEM;
+            /* Negative fds are ignored, as poll(2) ignores them. */
             it[0] = CANCEL_WAIT_TOKEN(t);
+            m = 1;
             for (nfds_t i = 0; i < n; i++)
-                it[i + 1] = CANCEL_WAIT_FD(fds[i].fd < 0 ? 0 : fds[i].fd,
-                                           fds[i].events);
+                if (fds[i].fd >= 0)
+                    it[m++] = CANCEL_WAIT_FD(fds[i].fd, fds[i].events);
             int64_t left = d.at - cancel__clock_read(d.clock);
             int r = cancel_wait_any(it, m, left < 0 ? 0 : left);
             if (it != stack)

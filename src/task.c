@@ -414,6 +414,8 @@ int cancel_task_wait_all(cancel_task *const *tasks, size_t n, cancel_token t,
     for (size_t i = 0; i < n; i++)
         if (tasks[i] == NULL)
             return -EINVAL;
+    if (cancel_check(t) < 0)
+        return -ECANCELED;
     struct cancel__deadline d;
     cancel__deadline_init(&d, timeout_ns);
     for (size_t i = 0; i < n; i++) {
@@ -441,6 +443,8 @@ int cancel_task_wait_any(cancel_task *const *tasks, size_t n, cancel_token t,
 {
     if (tasks == NULL || n == 0)
         return -EINVAL;
+    if (cancel_check(t) < 0)
+        return -ECANCELED;
     cancel_waitable stack[CANCEL_WAIT_ANY_STACK];
     cancel_waitable *items = stack;
     if (n + 1 > CANCEL_WAIT_ANY_STACK &&

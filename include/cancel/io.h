@@ -19,6 +19,7 @@
  *     canceled token (cancel_canceled_token).
  *   - The call's own errors come back as negative errno values (-EBADF,
  *     -EPIPE, -ECONNREFUSED, ...); -EINVAL for a NULL buffer with n > 0.
+ *   - A transfer of 0 bytes never waits: it is the plain call's result.
  *
  * How: the call polls the fd together with the token's wait handle
  * (cancel_token_fd) and transfers only once poll reports the fd ready, with
@@ -73,7 +74,9 @@ CANCEL_API int cancel_accept(int fd, struct sockaddr *addr, socklen_t *len,
  * by shutting the socket down, which Linux honours for TCP; a blocking
  * connect of another family (AF_UNIX to a full backlog) is released only on
  * an O_NONBLOCK socket.  Allocates (a private timer source) on a blocking
- * socket: -ENOMEM is possible. */
+ * socket: -ENOMEM is possible.  On a blocking socket a timeout of 0 returns
+ * -ETIMEDOUT without trying (the connect could block).  -EINVAL for a NULL
+ * addr. */
 CANCEL_API int cancel_connect(int fd, const struct sockaddr *addr,
                               socklen_t len, cancel_token t,
                               int64_t timeout_ns);

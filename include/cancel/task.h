@@ -63,7 +63,8 @@ CANCEL_API int cancel_pool_queue(cancel_pool *pool, cancel_callback *fn,
 /* A cancel_post_fn (token.h) whose ctx is a cancel_pool: with
  * cancel_register_on(t, &reg, fn, arg, cancel_pool_post, pool) a
  * cancellation callback runs on the pool's threads.  Queueing allocates; if
- * that fails fn runs at once on the posting thread, so it is never lost. */
+ * that fails (or pool is NULL) fn runs at once on the posting thread, so it
+ * is never lost.  A NULL fn does nothing. */
 CANCEL_API void cancel_pool_post(void *pool, cancel_callback *fn, void *arg);
 
 /* -------------------------------------------------------------------------
@@ -119,8 +120,7 @@ CANCEL_API cancel_task *cancel_task_retain(cancel_task *task);
  * waiting on it included - is undefined, as with free(3). */
 CANCEL_API void cancel_task_release(cancel_task *task);
 
-/* The status now (any thread).  CANCEL_TASK_FAULTED for NULL is not
- * returned: NULL gives CANCEL_TASK_CREATED. */
+/* The status now (any thread); CANCEL_TASK_CREATED for NULL. */
 CANCEL_API cancel_task_status cancel_task_status_of(const cancel_task *task);
 /* The task token. */
 CANCEL_API cancel_token cancel_task_token(const cancel_task *task);
@@ -146,19 +146,23 @@ CANCEL_API cancel_task *cancel_task_current(void);
  * body canceled by another token (rule 4): cancel_task_status_of tells.
  * -EINVAL for NULL.  A task still waiting to run is run inline on the
  * waiting thread when the wait is infinite and t is CANCEL_NONE (.NET's
- * task inlining).  Thread safety: any thread, any number of waiters. */
+ * task inlining); a task never started (CREATED) is waited for until it is
+ * started and ends.  Thread safety: any thread, any number of waiters. */
 CANCEL_API int cancel_task_wait(cancel_task *task, cancel_token t,
                                 int64_t timeout_ns);
 
 /* Wait until every task finished.  0 if all ran to completion; otherwise
  * the first FAULTED task's error in array order, else -ECANCELED (some task
  * CANCELED); -ECANCELED / -ETIMEDOUT for the wait itself (then not all may
- * have finished).  -EINVAL for NULL tasks with n > 0 or a NULL entry. */
+ * have finished; a t canceled on entry gives -ECANCELED at once, as every
+ * wait).  -EINVAL for NULL tasks with n > 0 or a NULL entry. */
 CANCEL_API int cancel_task_wait_all(cancel_task *const *tasks, size_t n,
                                     cancel_token t, int64_t timeout_ns);
 
 /* Wait until any task finished: the lowest index of a finished task;
- * -ECANCELED / -ETIMEDOUT for the wait; -EINVAL (n == 0, NULL). */
+ * -ECANCELED / -ETIMEDOUT for the wait (a t canceled on entry wins over
+ * finished tasks, as in every wait); -EINVAL (n == 0, NULL); -ENOMEM past
+ * CANCEL_WAIT_ANY_STACK - 1 tasks when out of memory. */
 CANCEL_API int cancel_task_wait_any(cancel_task *const *tasks, size_t n,
                                     cancel_token t, int64_t timeout_ns);
 
@@ -271,9 +275,10 @@ CANCEL_API int cancel_parallel_filter(cancel_pool *pool, const void *in,
                                       void *arg, cancel_token t,
                                       cancel_parallel_options *opts);
 
-/* Reduce: acc_i starts as a copy of identity (acc_size bytes) per chunk,
- * fold(acc, item, arg, t) folds each item in, combine(acc, other, arg)
- * merges chunks; the result goes to *result.  fold and combine must make an
+/* Reduce: the input is cut in blocks; each block's accumulator starts as a
+ * copy of identity (acc_size bytes), fold(acc, item, arg, t) folds each of
+ * its items in, and combine(acc, other, arg) then merges the blocks in
+ * order on the calling thread; the result goes to *result.  fold and combine must make an
  * associative reduction.  Canceled or failed: *result is unspecified. */
 typedef int cancel_fold_fn(void *acc, const void *item, void *arg,
                            cancel_token t);

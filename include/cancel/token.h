@@ -87,12 +87,14 @@ typedef struct cancel_clock cancel_clock;
 #define CANCEL_EAGGREGATE (-4096)
 
 /* The message for an error code the library returns (negative or positive:
- * -ECANCELED and ECANCELED give the same text).  Never NULL; unknown codes
- * give "unknown error".  Thread safety: any thread; the string is static. */
+ * -ECANCELED and ECANCELED give the same text; 0 gives "success"), also for
+ * every errno the C library knows, which the I/O calls pass through.  Never
+ * NULL; unknown codes give "unknown error".
+ * Thread safety: any thread; the string is static. */
 CANCEL_API const char *cancel_strerror(int err);
 
-/* The symbolic name of an error code ("ECANCELED"), or "UNKNOWN"; either
- * sign.  Thread safety: any thread; the string is static. */
+/* The symbolic name of an error code ("ECANCELED"; 0 gives "OK"), or
+ * "UNKNOWN"; either sign.  Thread safety: any thread; the string is static. */
 CANCEL_API const char *cancel_err_name(int err);
 
 /* -------------------------------------------------------------------------
@@ -130,7 +132,8 @@ CANCEL_API cancel_source *cancel_source_new_timeout(int64_t delay_ns);
  * source from its parents.  Does not cancel.  NULL is a no-op.
  * Registrations still on the source stay registered and never run
  * (unregistering one returns true); a later register on a retained token of
- * it is inert.  A cancellation already under way when free is called (a
+ * it is inert if it was never canceled (on a canceled one fn runs at once,
+ * as on any canceled token).  A cancellation already under way when free is called (a
  * timer that is firing, a parent that is canceling) completes; none starts
  * after free returns.  The state lives on while retained tokens or pending
  * registrations refer to it.
@@ -168,7 +171,9 @@ CANCEL_API int cancel_source_cancel_reason(cancel_source *src, int reason);
  * -EAGAIN if the timer thread cannot be started.
  * Thread safety: any thread; concurrent arms of one source: the last wins.
  * Callback context: the callbacks run on the library's timer thread, never
- * on the caller's, also for a delay of 0.  One thread serves every timer of
+ * on the caller's, also for a delay of 0 - so right after
+ * cancel_after(src, 0) returns the token may still read not canceled
+ * (cancel_source_new_timeout(0), by contrast, is canceled on return).  One thread serves every timer of
  * the process from a binary heap: arm and disarm are O(log n). */
 CANCEL_API int cancel_source_cancel_after(cancel_source *src,
                                           int64_t delay_ns);
@@ -237,7 +242,9 @@ CANCEL_API int cancel_throw(cancel_token t);
  * Ownership: borrowed: it is only as valid as its source. */
 CANCEL_API cancel_token cancel_canceled_token(void);
 
-/* Same source (two CANCEL_NONE are equal).  Thread safety: any thread. */
+/* Same source (two CANCEL_NONE are equal).  It compares addresses: a token
+ * of a destroyed source may equal one of a newer source at the same
+ * address.  Thread safety: any thread. */
 CANCEL_API bool cancel_token_equal(cancel_token a, cancel_token b);
 
 /* Keep a source's state alive past its owner's free: returns t.  No-ops on

@@ -21,8 +21,10 @@
  *     eventfd for the time of the call (-EMFILE / -ENFILE possible).
  *
  * Objects in caller storage (cancel_event, cancel_semaphore,
- * cancel_countdown) have an _INIT initializer or an _init function, and
- * _destroy returns -EBUSY while a thread waits on them.
+ * cancel_countdown) are set up with their _init function (an event also
+ * has CANCEL_EVENT_INIT; a semaphore or countdown needs its counts, so a
+ * zeroed one is not ready), and _destroy returns -EBUSY while a thread
+ * waits on them.
  */
 #ifndef CANCEL_WAIT_H
 #define CANCEL_WAIT_H
