@@ -297,6 +297,15 @@ int cancel__waitq_wait(struct cancel__waitq *q, bool (*ready)(void *obj),
                        void (*leave)(void *obj), void *obj, cancel_token t,
                        int64_t timeout_ns);
 
+/* cancel_wait_any with an absolute deadline (on its clock), for callers
+ * that computed one already: re-deriving it from a relative timeout would
+ * read the clock again and could miss an advance in between. */
+int cancel__wait_any_until(const cancel_waitable *items, size_t n,
+                           const struct cancel__deadline *d);
+/* Wait for t for ns of real time (CLOCK_MONOTONIC, whatever clock is
+ * installed): -ECANCELED or -ETIMEDOUT, nothing recorded. */
+int cancel__wait_real(cancel_token t, int64_t ns);
+
 /* The private layouts of the caller-storage objects. */
 struct cancel__event {
     _Atomic uint32_t set;

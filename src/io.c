@@ -21,7 +21,9 @@
  * in the kernel.  Cancellation (or the timeout, through a private timer
  * source) runs a callback that shuts the socket down, which makes Linux
  * abort a TCP connect that is under way (inet_shutdown disconnects a socket
- * in SYN_SENT); the socket is then unusable, as after any failed connect.
+ * in SYN_SENT); the socket is then unusable, as after any failed connect,
+ * and the call reports the cancellation even if connect(2) completed in the
+ * same instant (the shutdown already broke that connection).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -57,10 +59,9 @@ static int wait_fd(int fd, short events, cancel_token t,
     for (;;) {
         if (d->clock != NULL && d->at != INT64_MAX) {
             /* A manual clock: only wait-any knows how advance wakes it. */
-            int64_t left = d->at - cancel__clock_read(d->clock);
             cancel_waitable it[2] = {CANCEL_WAIT_FD(fd, events),
                                      CANCEL_WAIT_TOKEN(t)};
-            int r = cancel_wait_any(it, 2, left < 0 ? 0 : left);
+            int r = cancel__wait_any_until(it, 2, d);
             if (r == 0)
                 return 1;
             if (r == 1)
@@ -122,6 +123,9 @@ static ssize_t do_read(int fd, void *buf, size_t n, int flags, bool is_recv,
             if (errno != EAGAIN && errno != EWOULDBLOCK)
                 return -errno;
         }
+        /* A write-only fd never turns readable: fail as read(2) would. */
+        if (!socket && (fcntl(fd, F_GETFL) & O_ACCMODE) == O_WRONLY)
+            return -EBADF;
         /* Nothing there (socket), or not a socket: wait until readable. */
         int w = wait_fd(fd, POLLIN, t, d);
         if (w < 0)
@@ -215,6 +219,9 @@ static ssize_t do_write(int fd, const void *buf, size_t n, int flags,
             if (errno != EAGAIN && errno != EWOULDBLOCK)
                 return -errno;
         }
+        /* A read-only fd: fail as write(2) would, not wait. */
+        if (!socket && (fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDONLY)
+            return -EBADF;
         int w = wait_fd(fd, POLLOUT, t, d);
         if (w < 0)
             return fail(w, t);
@@ -355,8 +362,7 @@ int cancel_poll(struct pollfd *fds, nfds_t n, cancel_token t,
             for (nfds_t i = 0; i < n; i++)
                 if (fds[i].fd >= 0)
                     it[m++] = CANCEL_WAIT_FD(fds[i].fd, fds[i].events);
-            int64_t left = d.at - cancel__clock_read(d.clock);
-            int r = cancel_wait_any(it, m, left < 0 ? 0 : left);
+            int r = cancel__wait_any_until(it, m, &d);
             if (it != stack)
                 cancel__free(it);
             if (r == -ETIMEDOUT) {
@@ -457,7 +463,8 @@ int cancel_accept(int fd, struct sockaddr *addr, socklen_t *len,
 
 struct connect_abort {
     int fd;
-    _Atomic int phase; /* 0 before connect(2), 1 inside, 2 after */
+    _Atomic int phase;   /* 0 before connect(2), 1 inside, 2 after */
+    _Atomic bool aborted; /* the socket was shut down */
 };
 
 #ifdef __linux__
@@ -479,13 +486,18 @@ static bool tcp_closed(int fd)
 static void abort_connect(void *arg)
 {
     struct connect_abort *a = arg;
-    shutdown(a->fd, SHUT_RDWR);
+    if (atomic_load(&a->phase) != 1)
+        return; /* not started (it checks the token first) or done */
 #ifdef __linux__
     while (atomic_load(&a->phase) == 1 && tcp_closed(a->fd))
         sched_yield();
-    if (atomic_load(&a->phase) == 1)
-        shutdown(a->fd, SHUT_RDWR);
 #endif
+    if (atomic_load(&a->phase) == 1) {
+        /* The connect may complete in this very instant; if it does, the
+         * shutdown still wins: cancel_connect sees `aborted`. */
+        atomic_store(&a->aborted, true);
+        shutdown(a->fd, SHUT_RDWR);
+    }
 }
 
 int cancel_connect(int fd, const struct sockaddr *addr, socklen_t len,
@@ -549,7 +561,7 @@ int cancel_connect(int fd, const struct sockaddr *addr, socklen_t len,
     }
     int why = cancel_reason(cancel_source_token(stop));
     cancel_source_free(stop);
-    if (res == 0)
+    if (res == 0 && !atomic_load(&a.aborted))
         return 0; /* completion beats cancellation */
     if (why == ETIMEDOUT && !cancel_requested(t))
         return (int)fail(-ETIMEDOUT, t);

@@ -47,22 +47,21 @@ static int wait_child(pid_t pid, int pidfd, int *status, cancel_token t,
             return -ECANCELED;
         if (cancel__deadline_passed(&d))
             return -ETIMEDOUT;
-        int64_t left = d.at == INT64_MAX
-                           ? -1
-                           : d.at - cancel__clock_read(d.clock);
-        if (left < -1)
-            left = 0;
         if (pidfd >= 0) {
             cancel_waitable it[2] = {CANCEL_WAIT_FD(pidfd, POLLIN),
                                      CANCEL_WAIT_TOKEN(t)};
-            int w = cancel_wait_any(it, 2, left);
+            int w = cancel__wait_any_until(it, 2, &d);
             if (w < 0 && w != -ETIMEDOUT)
                 return w;
         } else {
-            int64_t tick = left < 0 || left > FALLBACK_TICK_NS
-                               ? FALLBACK_TICK_NS
-                               : left;
-            cancel_wait(t, tick); /* a finite wait, also on CANCEL_NONE */
+            /* Polling waitpid: the tick is real time even when a manual
+             * clock is installed (only the deadline follows that clock; an
+             * advance is seen at the next tick). */
+            int64_t tick = FALLBACK_TICK_NS;
+            if (d.clock == NULL && d.at != INT64_MAX &&
+                d.at - cancel__system_now() < tick)
+                tick = d.at - cancel__system_now();
+            cancel__wait_real(t, tick < 0 ? 0 : tick);
         }
     }
 }

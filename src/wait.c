@@ -35,14 +35,12 @@
 
 /* ---- cancel_wait, cancel_sleep ------------------------------------------ */
 
-static int wait_token(cancel_token t, int64_t timeout_ns)
+static int wait_token_until(cancel_token t, struct cancel__deadline d)
 {
-    struct cancel__deadline d;
     struct cancel__parker p = CANCEL__PARKER_INIT;
     cancel_registration reg = CANCEL_REGISTRATION_INIT;
     int res;
 
-    cancel__deadline_init(&d, timeout_ns);
     cancel_register(t, &reg, cancel__unpark_cb, &p);
     for (;;) {
         cancel__parker_reset(&p);
@@ -60,6 +58,19 @@ static int wait_token(cancel_token t, int64_t timeout_ns)
     if (res == -ECANCELED)
         cancel__record(t);
     return res;
+}
+
+static int wait_token(cancel_token t, int64_t timeout_ns)
+{
+    struct cancel__deadline d;
+    cancel__deadline_init(&d, timeout_ns);
+    return wait_token_until(t, d);
+}
+
+int cancel__wait_real(cancel_token t, int64_t ns)
+{
+    struct cancel__deadline d = {NULL, cancel__system_now() + ns};
+    return wait_token_until(t, d);
 }
 
 int cancel_wait(cancel_token t, int64_t timeout_ns)
@@ -424,15 +435,22 @@ static int validate(const cancel_waitable *items, size_t n, size_t *nfds)
 int cancel_wait_any(const cancel_waitable *items, size_t n,
                     int64_t timeout_ns)
 {
+    struct cancel__deadline d;
+    cancel__deadline_init(&d, timeout_ns);
+    return cancel__wait_any_until(items, n, &d);
+}
+
+int cancel__wait_any_until(const cancel_waitable *items, size_t n,
+                           const struct cancel__deadline *dl)
+{
     if (items == NULL || n == 0)
         return -EINVAL;
     size_t nfds;
     int err = validate(items, n, &nfds);
     if (err < 0)
         return err;
-
-    struct cancel__deadline d;
-    cancel__deadline_init(&d, timeout_ns);
+    struct cancel__deadline d = *dl;
+    bool no_wait = d.at != INT64_MAX && cancel__deadline_passed(&d);
 
     union hook stack_hooks[CANCEL_WAIT_ANY_STACK];
     struct pollfd stack_pfd[CANCEL_WAIT_ANY_STACK + 1];
@@ -457,7 +475,7 @@ int cancel_wait_any(const cancel_waitable *items, size_t n,
         res = err;
     else
         res = scan(items, n, pfd);
-    if (res != -1 || timeout_ns == 0) {
+    if (res != -1 || no_wait) {
         if (res == -1)
             res = -ETIMEDOUT;
         goto out;
