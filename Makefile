@@ -35,7 +35,7 @@ build/plain/.configured: VARIANT_FLAGS =
 build/asan/.configured: VARIANT_FLAGS = -DCANCEL_SANITIZE=address $(if $(CLANG),-DCMAKE_C_COMPILER=$(CLANG))
 build/tsan/.configured: VARIANT_FLAGS = -DCANCEL_SANITIZE=thread
 build/release/.configured: VARIANT_FLAGS = -DCMAKE_BUILD_TYPE=Release -DCANCEL_BUILD_TESTS=OFF -DCANCEL_BUILD_EXAMPLES=OFF -DCMAKE_INSTALL_PREFIX=$(PREFIX)
-build/bench/.configured: VARIANT_FLAGS = -DCMAKE_BUILD_TYPE=Release -DCANCEL_BUILD_BENCH=ON -DCANCEL_BUILD_TESTS=OFF
+build/bench/.configured: VARIANT_FLAGS = -DCMAKE_BUILD_TYPE=Release -DCANCEL_BUILD_BENCH=ON -DCANCEL_BUILD_TESTS=OFF -DCANCEL_BUILD_EXAMPLES=OFF -DCANCEL_BUILD_BRIDGES=OFF
 
 build/%/.built: build/%/.configured FORCE
 	$(CMAKE) --build build/$* -j $(JOBS)
@@ -76,7 +76,7 @@ bench: deps-bench
 
 format:
 	clang-format -i include/cancel/*.h src/*.c src/*.h src/platform/*.[ch] \
-	    tests/*.[ch] tests/*/*.c examples/*.c bench/*.c
+	    tests/*.[ch] tests/*/*.c examples/*.c bench/*.cc bench/*.h bench/*.c
 
 clean:
 	rm -rf build

@@ -380,9 +380,12 @@ void cancel__spin_lock_slow(_Atomic uint32_t *l)
                                                       memory_order_relaxed))
                 return;
         }
-        if (spins < 64)
+        /* A critical section is a few stores: a holder that is still
+         * busy after a few pauses was most likely preempted, and spinning
+         * on then only keeps it off the CPU.  Let it run. */
+        if (spins < 8)
             cancel__cpu_relax();
         else
-            sched_yield(); /* the holder was preempted: let it run */
+            sched_yield();
     }
 }
