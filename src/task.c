@@ -104,10 +104,16 @@ static cancel_task *task_alloc(cancel_pool *pool, void *arg, cancel_token t,
     if ((flags & CANCEL_TASK_ATTACHED) && parent != NULL) {
         /* Reserve our slot in the parent's faulted-children array now. */
         cancel__spin_lock(&parent->lock);
-        if (parent->capfaulted == parent->nfaulted + (size_t)atomic_load(
-                                                        &parent->pending) -
-                                     1) {
+        /* Slots needed with this child: the faults recorded plus every
+         * unfinished child (pending counts the body too).  Children take
+         * their pending count down under this lock, so it is exact. */
+        size_t need = parent->nfaulted + (size_t)atomic_load_explicit(
+                                             &parent->pending,
+                                             memory_order_relaxed);
+        if (parent->capfaulted < need) {
             size_t cap = parent->capfaulted ? parent->capfaulted * 2 : 4;
+            if (cap < need)
+                cap = need;
             struct cancel_task **bigger =
                 cancel__malloc(cap * sizeof(*bigger));
             if (bigger == NULL) {
@@ -187,8 +193,8 @@ static void canceled_in_queue(void *arg)
 /* CREATED -> WAITING_TO_RUN and queue it (or cancel it at once). */
 static void start(cancel_task *task)
 {
-    atomic_store_explicit(&task->status, CANCEL_TASK_WAITING_TO_RUN,
-                          memory_order_release);
+    /* The caller made it WAITING_TO_RUN: storing it again here would undo
+     * the claim of a waiter that inlined it meanwhile. */
     cancel_task_retain(task); /* the queue's reference */
     task->work.run = run_work;
     if (cancel_register(task->token, &task->reg, canceled_in_queue, task) < 0) {
@@ -222,6 +228,8 @@ static bool wanted(const cancel_task *cont, uint32_t status)
 static void trigger(cancel_task *cont, uint32_t antecedent_status)
 {
     if (wanted(cont, antecedent_status)) {
+        atomic_store_explicit(&cont->status, CANCEL_TASK_WAITING_TO_RUN,
+                              memory_order_release);
         start(cont);
     } else {
         atomic_store_explicit(&cont->status, CANCEL_TASK_CANCELED,
@@ -291,9 +299,12 @@ static void child_done(cancel_task *parent, cancel_task *child,
         parent->faulted[parent->nfaulted++] = cancel_task_retain(child);
     else if (status == CANCEL_TASK_CANCELED)
         parent->child_canceled = true;
+    /* Under the lock, with the record: a sibling being created counts the
+     * slots it needs from nfaulted + pending, and must not count us twice. */
+    bool last = atomic_fetch_sub_explicit(&parent->pending, 1,
+                                          memory_order_acq_rel) == 1;
     cancel__spin_unlock(&parent->lock);
-    if (atomic_fetch_sub_explicit(&parent->pending, 1, memory_order_acq_rel) ==
-        1)
+    if (last)
         finalize(parent);
 }
 
@@ -331,8 +342,11 @@ cancel_task *cancel_task_run(cancel_pool *pool, cancel_task_fn *fn, void *arg,
                              cancel_token t, unsigned flags)
 {
     cancel_task *task = cancel_task_new(pool, fn, arg, t, flags);
-    if (task != NULL)
+    if (task != NULL) {
+        atomic_store_explicit(&task->status, CANCEL_TASK_WAITING_TO_RUN,
+                              memory_order_release);
         start(task);
+    }
     return task;
 }
 
@@ -419,9 +433,13 @@ int cancel_task_wait_all(cancel_task *const *tasks, size_t n, cancel_token t,
     struct cancel__deadline d;
     cancel__deadline_init(&d, timeout_ns);
     for (size_t i = 0; i < n; i++) {
-        int64_t left = d.at == INT64_MAX ? -1
-                                         : d.at - cancel__clock_read(d.clock);
-        int r = cancel_event_wait(&tasks[i]->done, t, left < -1 ? 0 : left);
+        int64_t left = -1; /* infinite */
+        if (d.at != INT64_MAX) {
+            left = d.at - cancel__clock_read(d.clock);
+            if (left < 0)
+                left = 0; /* passed: do not block */
+        }
+        int r = cancel_event_wait(&tasks[i]->done, t, left);
         if (r < 0)
             return r;
     }

@@ -18,6 +18,8 @@
  *      token is canceled (children canceled by the shared token).
  *
  * Errors follow the library's convention (token.h): negative errno values.
+ * A body's non-zero return is kept as it is, a positive one included, and
+ * a wait reports it unchanged: return negative codes.
  */
 #ifndef CANCEL_TASK_H
 #define CANCEL_TASK_H
@@ -89,8 +91,9 @@ typedef int cancel_task_fn(void *arg, cancel_token t);
 /* Creation flags. */
 enum {
     /* Attach to the task running on the calling thread (AttachedToParent):
-     * that parent finishes only after this child.  Without a current task
-     * the flag is ignored. */
+     * that parent finishes only after this child - so an attached child
+     * that is never started holds its parent forever, as in .NET.  Without
+     * a current task the flag is ignored.  Continuations take it too. */
     CANCEL_TASK_ATTACHED = 1u << 0,
 };
 
@@ -143,7 +146,9 @@ CANCEL_API cancel_task *cancel_task_current(void);
  * task token is recorded as the thread's canceled token) or when the wait's
  * token t fired (t is recorded); -ETIMEDOUT when the wait timed out; for a
  * FAULTED task its error (cancel_task_error) - which is -ECANCELED for a
- * body canceled by another token (rule 4): cancel_task_status_of tells.
+ * body canceled by another token (rule 4), and may be -ETIMEDOUT if the
+ * body returned that: cancel_task_status_of tells them from the wait's own
+ * outcomes.
  * -EINVAL for NULL.  A task still waiting to run is run inline on the
  * waiting thread when the wait is infinite and t is CANCEL_NONE (.NET's
  * task inlining); a task never started (CREATED) is waited for until it is
@@ -185,7 +190,11 @@ enum {
 
 /* A task that runs fn on the antecedent's pool once the antecedent has
  * finished (at once if it already has), filtered by flags; its own token t
- * works as any task token (canceled before it starts: CANCELED).  Returns
+ * works as any task token (canceled before it starts: CANCELED - decided
+ * when the antecedent finishes, .NET's LazyCancellation).  Continuations
+ * decided without running (filtered out, or canceled) are finished on the
+ * thread that finished their antecedent, recursively: keep chains of such
+ * steps to thousands, not hundreds of thousands.  Returns
  * the continuation's handle (release it); NULL with errno = EINVAL or
  * ENOMEM.  Thread safety: any thread. */
 CANCEL_API cancel_task *cancel_task_continue_with(cancel_task *antecedent,
