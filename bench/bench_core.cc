@@ -8,7 +8,9 @@
  * fatal: timing assertions do not belong in tests.
  *
  *   bench_core [--reps N] [--quick] [--only a,b,...] [--single-thread]
- *              [--wall]                            the benchmark table
+ *              [--wall] [--tsv FILE] [--md FILE]   the benchmark table
+ *                 (--tsv: the figures, tab-separated, for the chart;
+ *                  --md: the tables in markdown, for report.md)
  *   bench_core --probe | --probe-std | --probe-none   work for `strace -c`
  *
  * Figures (names for --only): check reg1 reg2 cancel create linked children
@@ -53,6 +55,10 @@ bool g_single_thread = false; /* --single-thread: never start a thread */
 double g_sample_ns = 20e6;    /* target length of one calibrated sample */
 bool g_quick = false;
 std::vector<std::string> g_only;
+const char *g_tsv_path = nullptr; /* --tsv FILE: the figures, tab-separated */
+const char *g_md_path = nullptr;  /* --md FILE: the tables in markdown */
+/* What --tsv reports about the run besides the figures (key, value). */
+std::vector<std::pair<std::string, std::string>> g_meta;
 
 /* ---- results ---------------------------------------------------------- */
 
@@ -75,6 +81,9 @@ struct cell {
 };
 
 struct figure {
+    std::string key;   /* machine-readable id (--tsv) */
+    std::string label; /* short name, for the chart */
+    std::string unit;
     std::string name;
     std::string target;
     cell lib, std_, glib;
@@ -290,6 +299,9 @@ __attribute__((noinline)) long poll_glib(GCancellable *c, long n)
 void fig_check()
 {
     figure f;
+    f.key = "check";
+    f.label = "cancel_requested";
+    f.unit = "ns/check";
     f.name = "cancel_requested in a loop (ns/check)";
     f.target = "<= 1.2x raw atomic load";
     cell raw;
@@ -453,6 +465,9 @@ void fig_reg(bool two)
     g_std_tok = ss.get_token();
     g_glib_c = g_cancellable_new();
     if (!two) {
+        f.key = "reg1";
+        f.label = "register + unregister";
+        f.unit = "ns/pair";
         f.name = "register+unregister, 1 thread (ns/pair)";
         f.target = "<= 12 ns and >= 3x faster than std";
         cell fa, fp;
@@ -478,6 +493,9 @@ void fig_reg(bool two)
                  fmt(l).c_str(), s / l);
         f.verdict = b;
     } else {
+        f.key = "reg2";
+        f.label = "register + unregister, 2 threads";
+        f.unit = "ns/pair/thread";
         f.name = "register+unregister, 2 threads, 1 token (ns/pair/thread)";
         f.target = "<= 40 ns";
         auto two_of = [](double (*fn)(long)) {
@@ -521,6 +539,9 @@ void fig_cancel()
     const long n_std = n_lib;
     const long n_glib = g_quick ? 20000 : 100000;
     figure f;
+    f.key = "cancel";
+    f.label = "cancel, " + std::string(g_quick ? "100k" : "1M") + " callbacks";
+    f.unit = "ns/callback";
     f.name =
         "cancel with " + std::to_string(n_lib) + " callbacks (ns/callback)";
     f.target = "<= 5 ns/callback";
@@ -585,6 +606,9 @@ void fig_cancel()
 void fig_create()
 {
     figure f;
+    f.key = "create";
+    f.label = "create+free a source";
+    f.unit = "ns";
     f.name = "create+free a source (ns)";
     f.target = "<= 20 ns";
     auto lib = [](long n) {
@@ -627,6 +651,9 @@ void fig_create()
 void fig_linked()
 {
     figure f;
+    f.key = "linked";
+    f.label = "linked source create+free";
+    f.unit = "ns";
     f.name = "linked source, 1 parent: create+free (ns)";
     f.target = "<= 40 ns";
     f.note = "std: stop_source + stop_callback on the parent that requests "
@@ -686,6 +713,10 @@ void fig_children()
 {
     const long n = g_quick ? 20000 : 100000;
     figure f;
+    f.key = "children";
+    f.label =
+        "cancel " + std::string(g_quick ? "20k" : "100k") + " linked children";
+    f.unit = "ms";
     f.name =
         "cancel a parent with " + std::to_string(n) + " linked children (ms)";
     f.target = "<= 10 ms";
@@ -771,6 +802,14 @@ void fig_timer()
     const long n = g_quick ? 100000 : 1000000;
     const int64_t hour = 3600 * (int64_t)1000000000;
     figure seq, rnd, nf;
+    seq.key = "timer-seq";
+    rnd.key = "timer-rnd";
+    nf.key = "timer-new";
+    seq.label = "re-arm a timer, in order";
+    rnd.label = "re-arm a timer, random";
+    nf.label = "timeout source new+free";
+    seq.unit = rnd.unit = "ns/disarm+arm";
+    nf.unit = "ns";
     seq.name = "re-arm a timer in order, " + std::to_string(n) +
                " armed (ns/disarm+arm)";
     rnd.name = "re-arm a timer, random order, " + std::to_string(n) +
@@ -913,7 +952,7 @@ void fig_timer()
 /* ---- the table ------------------------------------------------------------
  */
 
-void print_table()
+bench::table timing_table()
 {
     bench::table t;
     t.add({"figure", "libcancel", "std::stop_token", "GCancellable", "std/lib",
@@ -926,8 +965,13 @@ void print_table()
                                        : fmt_ratio(f.glib.med(), f.lib.med()),
                f.target, f.verdict});
     }
+    return t;
+}
+
+void print_table()
+{
     printf("\n");
-    t.print(stdout);
+    timing_table().print(stdout);
     printf("\nmedians of %d runs each; std/lib and glib/lib > 1 mean "
            "libcancel is faster.\n",
            g_reps);
@@ -940,6 +984,93 @@ void print_table()
                    f.verdict.c_str(), f.target.c_str());
 }
 
+/* A median, minimum or maximum for --tsv: NaN when there is none. */
+std::string tsv_num(const cell &c, int which)
+{
+    if (c.na || c.err || c.samples.empty())
+        return "NaN";
+    auto s = c.samples;
+    std::sort(s.begin(), s.end());
+    double v = which == 0 ? median(s) : which < 0 ? s.front() : s.back();
+    char b[64];
+    snprintf(b, sizeof b, "%.6g", v);
+    return b;
+}
+
+std::string first_word(const std::string &s)
+{
+    return s.substr(0, s.find(' '));
+}
+
+/* --tsv FILE: one "meta" line per fact about the run, one "fig" line per
+ * figure (medians, minima and maxima in the figure's unit, NaN where an
+ * implementation has no equivalent or misbehaved).  Fields never contain a
+ * tab. */
+bool write_tsv(const char *path)
+{
+    FILE *o = fopen(path, "w");
+    if (!o) {
+        fprintf(stderr, "bench_core: %s: %s\n", path, strerror(errno));
+        return false;
+    }
+    fprintf(o, "# meta\tkey\tvalue\n");
+    for (const auto &m : g_meta)
+        fprintf(o, "meta\t%s\t%s\n", m.first.c_str(), m.second.c_str());
+    fprintf(o, "# fig\tkey\tlabel\tunit\tlib\tstd\tglib\tlib_min\tlib_max"
+               "\tstd_min\tstd_max\tglib_min\tglib_max\tresult\ttarget"
+               "\tverdict\tname\n");
+    for (const auto &f : g_figs) {
+        fprintf(o, "fig\t%s\t%s\t%s", f.key.c_str(), f.label.c_str(),
+                f.unit.c_str());
+        for (const cell *c : {&f.lib, &f.std_, &f.glib})
+            fprintf(o, "\t%s", tsv_num(*c, 0).c_str());
+        for (const cell *c : {&f.lib, &f.std_, &f.glib})
+            fprintf(o, "\t%s\t%s", tsv_num(*c, -1).c_str(),
+                    tsv_num(*c, 1).c_str());
+        fprintf(o, "\t%s\t%s\t%s\t%s\n",
+                f.lib.err ? "ERR" : first_word(f.verdict).c_str(),
+                f.target.c_str(), f.verdict.c_str(), f.name.c_str());
+    }
+    return fclose(o) == 0;
+}
+
+std::string spread(const cell &c)
+{
+    if (c.na)
+        return "n/a";
+    if (c.err || c.samples.empty())
+        return "-";
+    auto s = c.samples;
+    std::sort(s.begin(), s.end());
+    return fmt(s.front()) + " - " + fmt(s.back());
+}
+
+/* --md FILE: the timing table, its notes, the spread of the runs and the
+ * missed targets, as a markdown fragment that run.sh puts in report.md. */
+bool write_md(const char *path)
+{
+    FILE *o = fopen(path, "w");
+    if (!o) {
+        fprintf(stderr, "bench_core: %s: %s\n", path, strerror(errno));
+        return false;
+    }
+    timing_table().print(o);
+    fprintf(o,
+            "\nMedians of %d runs each; `std/lib` and `glib/lib` > 1 mean "
+            "libcancel is faster.\n\n",
+            g_reps);
+    for (const auto &f : g_figs)
+        if (!f.note.empty())
+            fprintf(o, "- *%s*: %s\n", f.name.c_str(), f.note.c_str());
+    bench::table t;
+    t.add({"figure", "libcancel", "std::stop_token", "GCancellable"});
+    for (const auto &f : g_figs)
+        t.add({f.name, spread(f.lib), spread(f.std_), spread(f.glib)});
+    fprintf(o, "\nSpread of the %d runs (min - max):\n\n", g_reps);
+    t.print(o);
+    return fclose(o) == 0;
+}
+
 /* The machine is shared: the load average says whether other work ran
  * beside the benchmark (it disturbs the two-thread figure most). */
 void print_load(const char *when)
@@ -950,6 +1081,9 @@ void print_load(const char *when)
             l1 = -1;
         fclose(f);
     }
+    char b[32];
+    snprintf(b, sizeof b, "%.2f", l1);
+    g_meta.push_back({std::string("load_") + when, l1 >= 0 ? b : "NaN"});
     if (l1 >= 0)
         printf("load average %s the run: %.2f%s\n", when, l1,
                l1 > 0.5 ? " (other work is running: figures are noisier)" : "");
@@ -971,6 +1105,20 @@ void print_setup()
             }
         fclose(f);
     }
+    g_meta.push_back({"cpu", model});
+    g_meta.push_back(
+        {"hw_threads", std::to_string(std::thread::hardware_concurrency())});
+    g_meta.push_back({"libstdcxx", std::to_string(_GLIBCXX_RELEASE)});
+    g_meta.push_back({"cxx", __VERSION__});
+    g_meta.push_back({"glib", std::to_string(glib_major_version) + "." +
+                                  std::to_string(glib_minor_version) + "." +
+                                  std::to_string(glib_micro_version)});
+    g_meta.push_back({"reps", std::to_string(g_reps)});
+    g_meta.push_back({"clock", bench::timing_clock() == CLOCK_MONOTONIC
+                                   ? "CLOCK_MONOTONIC"
+                                   : "CLOCK_THREAD_CPUTIME_ID"});
+    g_meta.push_back({"quick", g_quick ? "1" : "0"});
+    g_meta.push_back({"single_thread", g_single_thread ? "1" : "0"});
     printf("libcancel benchmarks beside std::stop_token (libstdc++ %d, "
            "%s) and GCancellable (GLib %u.%u.%u)\n",
            _GLIBCXX_RELEASE, __VERSION__, glib_major_version,
@@ -1055,6 +1203,10 @@ int main(int argc, char **argv)
             return probe_std();
         if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
             g_reps = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--tsv") && i + 1 < argc) {
+            g_tsv_path = argv[++i];
+        } else if (!strcmp(argv[i], "--md") && i + 1 < argc) {
+            g_md_path = argv[++i];
         } else if (!strcmp(argv[i], "--wall")) {
             bench::timing_clock() = CLOCK_MONOTONIC;
         } else if (!strcmp(argv[i], "--single-thread")) {
@@ -1077,7 +1229,7 @@ int main(int argc, char **argv)
             fprintf(stderr,
                     "usage: %s [--reps N] [--quick] [--only "
                     "check,reg1,reg2,cancel,create,linked,children,timer]"
-                    " [--single-thread] [--wall]"
+                    " [--single-thread] [--wall] [--tsv FILE] [--md FILE]"
                     " | --probe | --probe-std | --probe-none\n",
                     argv[0]);
             return 2;
@@ -1123,7 +1275,16 @@ int main(int argc, char **argv)
     if (wanted("timer"))
         fig_timer();
     print_table();
-    printf("\nbench_core took %.1f s; ", (double)(bench::wall_ns() - t0) / 1e9);
+    double took = (double)(bench::wall_ns() - t0) / 1e9;
+    printf("\nbench_core took %.1f s; ", took);
     print_load("after");
-    return 0;
+    char b[32];
+    snprintf(b, sizeof b, "%.1f", took);
+    g_meta.push_back({"seconds", b});
+    int status = 0;
+    if (g_tsv_path && !write_tsv(g_tsv_path))
+        status = 1;
+    if (g_md_path && !write_md(g_md_path))
+        status = 1;
+    return status;
 }

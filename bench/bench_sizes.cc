@@ -5,11 +5,15 @@
  * objects).  "Heap" is glibc's own accounting, mallinfo2().uordblks, which
  * adds the allocator's per-chunk header and rounding.  Run it with
  * G_SLICE=always-malloc (run.sh does) so that GLib's slice allocator does not
- * hide its objects inside magazine blocks. */
+ * hide its objects inside magazine blocks.
+ *
+ *   bench_sizes [--md FILE]   --md also writes the table, in markdown, to
+ *                             FILE (run.sh puts it in report.md) */
 #include <cancel/cancel.h>
 
 #include <gio/gio.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -62,7 +66,7 @@ std::string show(const counted &c)
         return "0 B (no allocation)";
     snprintf(buf, sizeof buf, "%s B in %s alloc%s (heap %s B)",
              fmt(c.bytes).c_str(), fmt(c.allocs).c_str(),
-             c.allocs == 1 ? "" : "s", fmt(c.heap).c_str());
+             fmt(c.allocs) == "1.00" ? "" : "s", fmt(c.heap).c_str());
     return buf;
 }
 
@@ -109,8 +113,17 @@ std::string bytes(size_t n)
 
 } // namespace
 
-int main()
+int main(int argc, char **argv)
 {
+    const char *md_path = nullptr;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--md") && i + 1 < argc) {
+            md_path = argv[++i];
+        } else {
+            fprintf(stderr, "usage: %s [--md FILE]\n", argv[0]);
+            return 2;
+        }
+    }
     bench::table t;
     std::vector<std::string> missed;
     auto verdict = [&](bool ok, const char *what) {
@@ -307,18 +320,33 @@ int main()
     g_object_unref(gc);
     cancel_source_free(src);
 
-    printf("\nMemory per object (averaged over %ld objects; B requested "
-           "from the allocator, heap = glibc mallinfo2 incl. chunk "
-           "headers):\n\n",
-           K);
-    t.print(stdout);
     const char *slice = getenv("G_SLICE");
-    printf("\nGLib: G_SLICE=%s%s\n", slice ? slice : "(unset)",
-           slice && strstr(slice, "always-malloc")
-               ? ""
-               : " (GLib < 2.76 then serves objects from slice magazines: "
-                 "its figures are approximate)");
-    for (auto &m : missed)
-        printf("MISSED: %s\n", m.c_str());
+    auto emit = [&](FILE *o, bool md) {
+        fprintf(o,
+                "\nMemory per object (averaged over %ld objects; B requested "
+                "from the allocator, heap = glibc %s incl. chunk "
+                "headers):\n\n",
+                K, md ? "`mallinfo2()`" : "mallinfo2");
+        t.print(o);
+        fprintf(o, "\nGLib: %sG_SLICE=%s%s%s\n", md ? "`" : "",
+                slice ? slice : "(unset)", md ? "`" : "",
+                slice && strstr(slice, "always-malloc")
+                    ? ""
+                    : " (GLib < 2.76 then serves objects from slice "
+                      "magazines: its figures are approximate)");
+        for (auto &m : missed)
+            fprintf(o, "%sMISSED: %s\n", md ? "\n" : "", m.c_str());
+    };
+    emit(stdout, false);
+    if (md_path) {
+        FILE *o = fopen(md_path, "w");
+        if (!o) {
+            fprintf(stderr, "bench_sizes: %s: %s\n", md_path, strerror(errno));
+            return 1;
+        }
+        emit(o, true);
+        if (fclose(o) != 0)
+            return 1;
+    }
     return 0;
 }
