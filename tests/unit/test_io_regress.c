@@ -80,7 +80,8 @@ TEST(connect_success_is_usable_despite_cancel_race)
     ASSERT_OK(fcntl(ls, F_SETFL, fcntl(ls, F_GETFL) | O_NONBLOCK));
     long rounds = harness_scale(400), ok = 0;
     for (long i = 0; i < rounds; i++) {
-        struct connector c = {cancel_source_new(), (i * 37) % 3000};
+        struct connector c = {.src = cancel_source_new(),
+                              .spin = (i * 37) % 3000};
         ASSERT_OK(pthread_barrier_init(&c.go, NULL, 2));
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         ASSERT_GE(fd, 0);
