@@ -248,6 +248,10 @@ struct cancel__deadline {
 };
 void cancel__deadline_init(struct cancel__deadline *d, int64_t timeout_ns);
 bool cancel__deadline_passed(const struct cancel__deadline *d);
+/* The timeout left, for a call that takes a relative one: -1 (infinite)
+ * for no deadline, else at least 0 - never -1 for a deadline that passed
+ * by 1 ns, which would read as infinite. */
+int64_t cancel__deadline_left(const struct cancel__deadline *d);
 
 /* A parker lives on a waiting thread's stack.  Whoever may unpark it does
  * so under a lock (a wait queue's, the timer lock) or from a registration

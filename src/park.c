@@ -35,6 +35,14 @@ void cancel__deadline_init(struct cancel__deadline *d, int64_t timeout_ns)
                            : add_sat(cancel__clock_read(d->clock), timeout_ns);
 }
 
+int64_t cancel__deadline_left(const struct cancel__deadline *d)
+{
+    if (d->at == INT64_MAX)
+        return -1;
+    int64_t left = d->at - cancel__clock_read(d->clock);
+    return left < 0 ? 0 : left;
+}
+
 bool cancel__deadline_passed(const struct cancel__deadline *d)
 {
     return d->at != INT64_MAX && cancel__clock_read(d->clock) >= d->at;

@@ -433,13 +433,8 @@ int cancel_task_wait_all(cancel_task *const *tasks, size_t n, cancel_token t,
     struct cancel__deadline d;
     cancel__deadline_init(&d, timeout_ns);
     for (size_t i = 0; i < n; i++) {
-        int64_t left = -1; /* infinite */
-        if (d.at != INT64_MAX) {
-            left = d.at - cancel__clock_read(d.clock);
-            if (left < 0)
-                left = 0; /* passed: do not block */
-        }
-        int r = cancel_event_wait(&tasks[i]->done, t, left);
+        int r = cancel_event_wait(&tasks[i]->done, t,
+                                  cancel__deadline_left(&d));
         if (r < 0)
             return r;
     }
