@@ -37,6 +37,9 @@ E7  | e7_linked_timeout     |            |     | a linked token: internal timeou
 E7  | e7_linked_timeout     | --script cancel | | a linked token: the user cancels
 E7  | e7_linked_timeout     | --variants |     | what else linked tokens promise (F7)
 E8  | e8_download_task      |            |     | a callback aborts a download inside a task
+E8  | e8_download_task      | --answering | | the server answers: the download completes
+E8  | e8_download_task      | --canceled-first | | canceled before the task runs: the body never runs
+E8  | e8_download_task      | --unregister-early | | unregistered too early: a later cancel no longer aborts
 E9  | e9_task_pattern       |            |     | the basic task pattern
 E9  | e9_task_pattern       | --variants |     | how else a task ends: Faulted, RanToCompletion (F6)
 E10 | e10_task_children     |            |     | cancel a task and its children
