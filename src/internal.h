@@ -256,7 +256,10 @@ int64_t cancel__deadline_left(const struct cancel__deadline *d);
 /* A parker lives on a waiting thread's stack.  Whoever may unpark it does
  * so under a lock (a wait queue's, the timer lock) or from a registration
  * the waiter unregisters before it returns, so the parker outlives every
- * unpark.  state: 0 running, 1 unparked, 2 asleep in the kernel. */
+ * unpark.  state: 0 running, 1 unparked, 2 asleep in the kernel, 3 unparked
+ * by the token callback (cancel__unpark_token_cb), whose exchange is its
+ * last access to the waiter's memory: a waiter that saw 3 need not wait for
+ * that callback to return (cancel__parker_unhook). */
 struct cancel__parker {
     _Atomic uint32_t state;
     int fd; /* >= 0: also signal this fd (cancel_wait_any with fds) */
@@ -266,6 +269,13 @@ struct cancel__parker {
 void cancel__unpark(struct cancel__parker *p);
 /* As a cancel_callback / clock-watch function: arg is the parker. */
 void cancel__unpark_cb(void *parker);
+/* The token registration's callback of a wait (marks the parker 3). */
+void cancel__unpark_token_cb(void *parker);
+/* Drop the wait's token registration: without waiting when the token
+ * callback already unparked us (it touches nothing of ours after that),
+ * else as cancel_unregister.  `seen3`: a reset returned 3 earlier. */
+void cancel__parker_unhook(struct cancel__parker *p, cancel_registration *reg,
+                           bool seen3);
 /* Reset before checking the wait's condition: returns the old state.
  * Acquire: what an unparker wrote before unparking is visible. */
 static inline uint32_t cancel__parker_reset(struct cancel__parker *p)

@@ -48,18 +48,39 @@ bool cancel__deadline_passed(const struct cancel__deadline *d)
     return d->at != INT64_MAX && cancel__clock_read(d->clock) >= d->at;
 }
 
-void cancel__unpark(struct cancel__parker *p)
+static void unpark_as(struct cancel__parker *p, uint32_t how)
 {
     int fd = p->fd;
-    if (atomic_exchange_explicit(&p->state, 1, memory_order_acq_rel) == 2)
+    /* After this exchange nothing below reads the parker's memory: the
+     * futex call only names its address, and the fd was read before. */
+    if (atomic_exchange_explicit(&p->state, how, memory_order_acq_rel) == 2)
         cancel__futex_wake(&p->state, 1);
     if (fd >= 0)
         cancel__sigfd_signal(fd);
 }
 
+void cancel__unpark(struct cancel__parker *p)
+{
+    unpark_as(p, 1);
+}
+
 void cancel__unpark_cb(void *parker)
 {
-    cancel__unpark(parker);
+    unpark_as(parker, 1);
+}
+
+void cancel__unpark_token_cb(void *parker)
+{
+    unpark_as(parker, 3);
+}
+
+void cancel__parker_unhook(struct cancel__parker *p, cancel_registration *reg,
+                           bool seen3)
+{
+    if (seen3 || atomic_load_explicit(&p->state, memory_order_acquire) == 3)
+        cancel_unregister_nowait(reg); /* fired: its callback is done with us */
+    else
+        cancel_unregister(reg);
 }
 
 void cancel__park(struct cancel__parker *p, const struct cancel__deadline *d)
@@ -149,6 +170,7 @@ int cancel__waitq_wait(struct cancel__waitq *q, bool (*ready)(void *obj),
     struct cancel__waiter w = {.parker = &p};
     cancel_registration reg = CANCEL_REGISTRATION_INIT;
     int res = 0;
+    bool seen3 = false;
 
     cancel__deadline_init(&d, timeout_ns);
     cancel__spin_lock(&q->lock);
@@ -157,9 +179,9 @@ int cancel__waitq_wait(struct cancel__waitq *q, bool (*ready)(void *obj),
         cancel__waitq_push(q, &w);
         cancel__spin_unlock(&q->lock);
         /* Already canceled: the callback unparks us inline. */
-        cancel_register(t, &reg, cancel__unpark_cb, &p);
+        cancel_register(t, &reg, cancel__unpark_token_cb, &p);
         for (;;) {
-            cancel__parker_reset(&p);
+            seen3 |= cancel__parker_reset(&p) == 3;
             cancel__spin_lock(&q->lock);
             if (ready(obj))
                 break;
@@ -182,7 +204,7 @@ int cancel__waitq_wait(struct cancel__waitq *q, bool (*ready)(void *obj),
     }
     q->users--;
     cancel__spin_unlock(&q->lock);
-    cancel_unregister(&reg);
+    cancel__parker_unhook(&p, &reg, seen3);
     if (res == -ECANCELED)
         cancel__record(t);
     return res;

@@ -40,10 +40,11 @@ static int wait_token_until(cancel_token t, struct cancel__deadline d)
     struct cancel__parker p = CANCEL__PARKER_INIT;
     cancel_registration reg = CANCEL_REGISTRATION_INIT;
     int res;
+    bool seen3 = false;
 
-    cancel_register(t, &reg, cancel__unpark_cb, &p);
+    cancel_register(t, &reg, cancel__unpark_token_cb, &p);
     for (;;) {
-        cancel__parker_reset(&p);
+        seen3 |= cancel__parker_reset(&p) == 3;
         if (cancel_requested(t)) {
             res = -ECANCELED;
             break;
@@ -54,7 +55,8 @@ static int wait_token_until(cancel_token t, struct cancel__deadline d)
         }
         cancel__park(&p, &d);
     }
-    cancel_unregister(&reg);
+    /* Woken by the cancel: do not wait for its callback to return. */
+    cancel__parker_unhook(&p, &reg, seen3);
     if (res == -ECANCELED)
         cancel__record(t);
     return res;

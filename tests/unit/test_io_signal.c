@@ -320,7 +320,11 @@ TEST(signal_cancels_every_waiting_source)
     for (int i = 0; i < 3; i++) {
         ASSERT_ERR(cancel_wait(seen[i].t, -1), -ECANCELED);
         ASSERT_EQ(cancel_reason(seen[i].t), EINTR);
-        /* The callback has run (or runs now): unregister waits for it. */
+        /* The wait's own registration is newer, so it ran first (LIFO):
+         * seen_cb may not have started yet when the wait returns.  Once it
+         * has, unregister finds it fired and waits for it to return. */
+        while (atomic_load(&seen[i].runs) == 0)
+            sched_yield();
         ASSERT_FALSE(cancel_unregister(&reg[i]));
         ASSERT_EQ(atomic_load(&seen[i].runs), 1);
         ASSERT_EQ(atomic_load(&seen[i].reason), EINTR);
