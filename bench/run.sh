@@ -1,12 +1,13 @@
 #!/bin/sh
 # Run the benchmarks (make bench): bench/run.sh <build dir of bench/> [options
 # of bench_core].
-# Prints the timing table (bench_core), the memory table (bench_sizes) and,
+# Prints the timing table (bench_core), the layers' tables (bench_layers:
+# waiting, I/O, tasks, parallel loops), the memory table (bench_sizes) and,
 # when strace is installed, the system calls of a libcancel-only workload;
 # everything is also written to bench/last-run.txt.  Then it assembles
 # bench/report.md from the programs' machine-readable output (bench_core
-# --tsv/--md, bench_sizes --md) and, when gnuplot is installed, draws
-# bench/report.png with bench/report.gp.  BENCH_OUT=dir writes the three
+# --tsv/--md, bench_layers --md, bench_sizes --md) and, when gnuplot is
+# installed, draws bench/report.png with bench/report.gp.  BENCH_OUT=dir writes the three
 # files there instead of bench/ (e.g. for a --quick trial run).
 set -u
 dir=${1:-build/bench/bench}
@@ -76,6 +77,14 @@ run_all() {
     echo "(libstdc++ skips a semaphore release per callback there):"
     "$dir/bench_core" --single-thread --only cancel,children --reps 5 "$@" \
         --tsv "$tmp/st.tsv" --md "$tmp/st.md" | grep -E '^\|' || status=1
+    if [ -x "$dir/bench_layers" ]; then
+        quick=""
+        for a in "$@"; do [ "$a" = --quick ] && quick=--quick; done
+        "$dir/bench_layers" $quick --md "$tmp/layers.md" || status=1
+    else
+        echo "bench: $dir/bench_layers not built" >&2
+        status=1
+    fi
     G_SLICE=always-malloc "$dir/bench_sizes" --md "$tmp/sizes.md" || status=1
     echo
     syscall_probe
@@ -154,12 +163,24 @@ write_report() { # seconds
             grep -c '| PASS ' "$tmp/sizes.md" | tr -d '\n' | sed 's/^/ Memory: /'
             printf ' of %s targets met.' "$(grep -cE '\| (PASS|MISS) +\|$' "$tmp/sizes.md")"
         fi
+        [ -s "$tmp/layers.md" ] && awk -F '|' '/^\|/ { v = $5; gsub(/ /, "", v)
+                if (v == "PASS") ok++; if (v == "PASS" || v == "MISS" || v == "ERR") n++ }
+            /^### / { exit }
+            END { printf " Layers: %d of %d targets met.", ok, n }' "$tmp/layers.md"
         echo " Missed:"
         echo
         awk -F '\t' '$1 == "fig" && $14 != "PASS" && $14 != "info" {
             printf "- %s: %s, target %s\n", $17, $16, $15; n++ }
             END { if (!n) print "- none" }' "$tmp/core.tsv"
         [ -s "$tmp/sizes.md" ] && sed -n 's/^MISSED: /- memory: /p' "$tmp/sizes.md"
+        # bench_layers' verdict table: | figure | libcancel | target | verdict |
+        [ -s "$tmp/layers.md" ] && awk -F '|' '
+            /^\|/ { v = $5; gsub(/ /, "", v)
+                if (v == "MISS" || v == "ERR") {
+                    f = $2; l = $3; t = $4
+                    gsub(/^ +| +$/, "", f); gsub(/^ +| +$/, "", l); gsub(/^ +| +$/, "", t)
+                    printf "- layers: %s: %s, target %s%s\n", f, l, t, (v == "ERR" ? " (ERROR)" : "") } }
+            /^### / { exit }' "$tmp/layers.md"
         awk -F '\t' '
             function fmt(x) {
                 if (x >= 100) return sprintf("%.0f", x)
@@ -211,6 +232,12 @@ write_report() { # seconds
             echo
             echo "## Memory"
             cat "$tmp/sizes.md"
+        fi
+        if [ -s "$tmp/layers.md" ]; then
+            echo
+            echo "## Layers: waiting, I/O, tasks, parallel loops"
+            echo
+            cat "$tmp/layers.md"
         fi
         echo
         echo "## System calls"
