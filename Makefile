@@ -5,6 +5,9 @@
 #   make bench   build and run the benchmarks beside std::stop_token, GCancellable
 #   make install install headers, libraries, cancel.pc and the CMake package
 #                under PREFIX (default /usr/local), staged under DESTDIR
+#   make fuzz    run the API-sequence fuzzer for FUZZ_SECONDS (default 600)
+#   make soak    run the soak test for DURATION seconds (default 600)
+#   make check-valgrind  unit and fault tests under memcheck (slow)
 #
 # Build trees live in build/<variant>.  JOBS sets the build parallelism.
 
@@ -22,7 +25,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 
 .PHONY: all demo test test-plain test-asan test-tsan bench clean format \
-	deps-bench deps-test deps-bridges install
+	deps-bench deps-test deps-bridges install fuzz soak check-valgrind
 
 all: build/plain/.built
 
@@ -66,6 +69,19 @@ deps-bridges:
 
 install: build/release/.built
 	DESTDIR=$(DESTDIR) $(CMAKE) --install build/release --prefix $(PREFIX)
+
+FUZZ_SECONDS ?= 600
+DURATION ?= 600
+
+fuzz: deps-test
+	@sh fuzz/run.sh $(FUZZ_SECONDS)
+
+soak: build/plain/.built
+	@sh soak/soak.sh $(DURATION) build/plain
+
+check-valgrind: build/plain/.built
+	@command -v valgrind >/dev/null || { echo "apt-get install valgrind"; exit 1; }
+	@sh valgrind/run.sh build/plain
 
 deps-bench:
 	@sh bench/deps.sh

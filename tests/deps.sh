@@ -9,6 +9,7 @@ command -v pkg-config >/dev/null 2>&1 || missing="$missing pkg-config"
 command -v c++ >/dev/null 2>&1 || missing="$missing g++"
 command -v clang >/dev/null 2>&1 || missing="$missing clang"
 command -v groff >/dev/null 2>&1 || missing="$missing groff-base"
+command -v spin >/dev/null 2>&1 || missing="$missing spin"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing:$missing"
