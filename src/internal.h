@@ -207,6 +207,12 @@ struct cancel_pool;
 /* Queue w (never fails: the caller allocated it). */
 void cancel__pool_push(struct cancel_pool *pool, struct cancel__work *w);
 
+/* ---- process.c ---------------------------------------------------------- */
+
+/* Test hook: act as on a kernel without pidfd_open, so that
+ * cancel_process_wait takes its waitpid-polling fallback. */
+extern _Atomic bool cancel__no_pidfd;
+
 /* ---- signal.c ----------------------------------------------------------- */
 
 /* Forget a freed source's cancel_source_on_signal requests. */

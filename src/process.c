@@ -19,8 +19,12 @@
 
 #define FALLBACK_TICK_NS 1000000 /* 1 ms between waitpid polls */
 
+_Atomic bool cancel__no_pidfd;
+
 static int pidfd_for(pid_t pid)
 {
+    if (atomic_load_explicit(&cancel__no_pidfd, memory_order_relaxed))
+        return -ENOSYS;
 #if defined(__linux__) && defined(SYS_pidfd_open)
     int fd = (int)syscall(SYS_pidfd_open, pid, 0);
     return fd < 0 ? -errno : fd;

@@ -13,23 +13,20 @@
  * The tick is real time now (cancel__wait_real); only deadlines follow the
  * installed clock.
  *
- * This file forces the fallback for the whole program: it defines
- * syscall(), which the library's pidfd_open call binds to in this
- * executable, failing SYS_pidfd_open with ENOSYS and passing every other
- * number (futex, ...) on to the C library's syscall().
+ * This file forces the fallback for the whole program with the library's
+ * test hook cancel__no_pidfd (src/internal.h).
  *
  * Gates, not sleeps: the test acts once the waiting thread sleeps (state S
  * in /proc) and once the child is a zombie (state Z); a call that does not
  * return within 20 s of real time fails the test instead of hanging it. */
 #include "harness.h"
+#include "internal.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -41,26 +38,11 @@
 
 /* ---- no pidfds in this process ------------------------------------------ */
 
-long syscall(long number, ...)
+/* The library's test hook: cancel_process_wait takes its waitpid-polling
+ * fallback, as on a kernel without pidfd_open (or under valgrind). */
+__attribute__((constructor)) static void no_pidfds(void)
 {
-    va_list ap;
-    long a[6];
-    va_start(ap, number);
-    for (int i = 0; i < 6; i++)
-        a[i] = va_arg(ap, long); /* the kernel ABI: six register words */
-    va_end(ap);
-#ifdef SYS_pidfd_open
-    if (number == SYS_pidfd_open) {
-        errno = ENOSYS;
-        return -1;
-    }
-#endif
-    static long (*real)(long, ...);
-    if (real == NULL)
-        *(void **)&real = dlsym(RTLD_NEXT, "syscall"); /* dlsym(3)'s idiom */
-    if (real == NULL)
-        abort();
-    return real(number, a[0], a[1], a[2], a[3], a[4], a[5]);
+    atomic_store(&cancel__no_pidfd, true);
 }
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -217,17 +199,6 @@ static void assert_reaped(pid_t pid)
 }
 
 /* ---- the cases ---------------------------------------------------------- */
-
-TEST(pidfd_open_is_unavailable_here)
-{
-#ifdef SYS_pidfd_open
-    errno = 0;
-    ASSERT_EQ(syscall(SYS_pidfd_open, getpid(), 0), -1);
-    ASSERT_EQ(errno, ENOSYS);
-#endif
-    /* Other numbers still reach the kernel. */
-    ASSERT_EQ(syscall(SYS_getpid), getpid());
-}
 
 /* The child ends by itself while the waiter polls on a manual clock that
  * nobody advances. */
