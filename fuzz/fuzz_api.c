@@ -1078,9 +1078,15 @@ static int64_t r_bad(const struct op *o, cancel_token t)
 static int fd_readable(int fd)
 {
     struct pollfd p = {fd, POLLIN, 0};
-    int n = poll(&p, 1, 0);
-    if (n < 0 || (p.revents & (POLLERR | POLLNVAL)))
+    int n;
+    do /* libFuzzer's SIGALRM (-timeout) may interrupt it */
+        n = poll(&p, 1, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 || (p.revents & (POLLERR | POLLNVAL))) {
+        fprintf(stderr, "fuzz_api: poll(%d) = %d, errno %d, revents %#x\n",
+                fd, n, n < 0 ? errno : 0, (unsigned)p.revents);
         diverge("poll on the token's fd failed", EV_RET, OP_TOKEN_FD, fd);
+    }
     return n == 1 && (p.revents & POLLIN);
 }
 
