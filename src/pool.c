@@ -3,14 +3,20 @@
  * Invariants (under `lock`, a spinlock: critical sections are a few pointer
  * writes): the queue holds items not yet taken; `idle` is a stack of
  * workers that found the queue empty and are parked, each with a parker on
- * its own stack.  A producer that queues an item pops one idle worker and
- * unparks it after unlocking, so a busy pool makes no system call per item,
- * and a parked worker costs one futex wake.  `closing` makes workers exit
- * once the queue is empty (cancel_pool_free drains: an item that runs may
- * still queue more, and a worker still running picks those up).
+ * its own stack; `spinning` counts workers that found it empty and look at
+ * it a little longer (unlocked) before they park.  A producer that queues
+ * an item wakes one idle worker (after unlocking) only when nobody spins:
+ * a spinner takes the item under the lock, and if more is queued by then
+ * and nobody else spins it wakes an idle worker itself, so a burst still
+ * fans out to every worker.  A steady stream of items thus costs no system
+ * call on either side, and a parked worker costs one futex wake.
+ * `closing` makes workers exit once the queue is empty (cancel_pool_free
+ * drains: an item that runs may still queue more, and a worker still
+ * running picks those up).
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -24,8 +30,10 @@ struct idle {
 
 struct cancel_pool {
     _Atomic uint32_t lock;
-    struct cancel__work *head, *tail;
+    struct cancel__work *_Atomic head; /* read unlocked by spinners */
+    struct cancel__work *tail;
     struct idle *idle;
+    int spinning; /* workers looking for work before they park */
     bool closing;
     int nthreads;
     pthread_t *threads;
@@ -38,34 +46,11 @@ struct item {
     void *arg;
 };
 
-static void *worker(void *arg)
-{
-    struct cancel_pool *pool = arg;
-    for (;;) {
-        cancel__spin_lock(&pool->lock);
-        struct cancel__work *w = pool->head;
-        if (w != NULL) {
-            pool->head = w->next;
-            if (pool->head == NULL)
-                pool->tail = NULL;
-            cancel__spin_unlock(&pool->lock);
-            w->run(w);
-            continue;
-        }
-        if (pool->closing) {
-            cancel__spin_unlock(&pool->lock);
-            return NULL;
-        }
-        struct idle me = {.parker = CANCEL__PARKER_INIT};
-        me.next = pool->idle;
-        pool->idle = &me;
-        cancel__spin_unlock(&pool->lock);
-        struct cancel__deadline forever = {NULL, INT64_MAX};
-        /* A producer or the closing pool takes us off the stack first. */
-        while (cancel__parker_reset(&me.parker) != 1)
-            cancel__park(&me.parker, &forever);
-    }
-}
+/* How long a worker that found the queue empty keeps looking before it
+ * parks: about a microsecond of pauses, then a few yields (which let a
+ * producer on the same CPU run). */
+#define SPIN_PAUSES 256
+#define SPIN_YIELDS 4
 
 /* Under the lock: the idle worker to wake, if any. */
 static struct idle *take_idle(struct cancel_pool *pool)
@@ -76,6 +61,81 @@ static struct idle *take_idle(struct cancel_pool *pool)
     return i;
 }
 
+static struct cancel__work *peek(struct cancel_pool *pool)
+{
+    return atomic_load_explicit(&pool->head, memory_order_relaxed);
+}
+
+/* Look at the queue without the lock for a while; true if work came. */
+static bool spin_for_work(struct cancel_pool *pool)
+{
+    for (int i = 0; i < SPIN_PAUSES; i++) {
+        if (peek(pool) != NULL)
+            return true;
+        cancel__cpu_relax();
+    }
+    for (int i = 0; i < SPIN_YIELDS; i++) {
+        if (peek(pool) != NULL)
+            return true;
+        sched_yield();
+    }
+    return peek(pool) != NULL;
+}
+
+static void *worker(void *arg)
+{
+    struct cancel_pool *pool = arg;
+    bool spun = false;
+    cancel__spin_lock(&pool->lock);
+    for (;;) {
+        /* Here the lock is held. */
+        struct cancel__work *w = peek(pool);
+        if (w != NULL) {
+            struct cancel__work *next = w->next;
+            atomic_store_explicit(&pool->head, next, memory_order_relaxed);
+            if (next == NULL)
+                pool->tail = NULL;
+            /* More work and nobody looking for it: hand it to a sleeper,
+             * so a burst fans out to every worker. */
+            struct idle *i = next != NULL && pool->spinning == 0
+                                 ? take_idle(pool)
+                                 : NULL;
+            cancel__spin_unlock(&pool->lock);
+            if (i != NULL)
+                cancel__unpark(&i->parker);
+            w->run(w);
+            spun = false;
+            cancel__spin_lock(&pool->lock);
+            continue;
+        }
+        if (pool->closing) {
+            cancel__spin_unlock(&pool->lock);
+            return NULL;
+        }
+        if (!spun) {
+            /* A producer that sees us spinning wakes nobody: the common
+             * case of a busy pool costs no system call on either side. */
+            pool->spinning++;
+            cancel__spin_unlock(&pool->lock);
+            spin_for_work(pool);
+            cancel__spin_lock(&pool->lock);
+            pool->spinning--;
+            spun = true;
+            continue; /* decide again under the lock */
+        }
+        struct idle me = {.parker = CANCEL__PARKER_INIT};
+        me.next = pool->idle;
+        pool->idle = &me;
+        cancel__spin_unlock(&pool->lock);
+        struct cancel__deadline forever = {NULL, INT64_MAX};
+        /* A producer or the closing pool takes us off the stack first. */
+        while (cancel__parker_reset(&me.parker) != 1)
+            cancel__park(&me.parker, &forever);
+        spun = false;
+        cancel__spin_lock(&pool->lock);
+    }
+}
+
 void cancel__pool_push(struct cancel_pool *pool, struct cancel__work *w)
 {
     w->next = NULL;
@@ -83,9 +143,11 @@ void cancel__pool_push(struct cancel_pool *pool, struct cancel__work *w)
     if (pool->tail != NULL)
         pool->tail->next = w;
     else
-        pool->head = w;
+        atomic_store_explicit(&pool->head, w, memory_order_relaxed);
     pool->tail = w;
-    struct idle *i = take_idle(pool);
+    /* A spinning worker takes it under this lock (and wakes a sleeper if
+     * more is queued by then); otherwise wake one. */
+    struct idle *i = pool->spinning == 0 ? take_idle(pool) : NULL;
     cancel__spin_unlock(&pool->lock);
     /* Off the stack, the worker waits for exactly this unpark; once it sees
      * it, a late futex wake on its reused stack is only a spurious one. */

@@ -32,37 +32,77 @@
 
 enum kind { BODY, CONTINUATION };
 
+/* What only some tasks need, allocated on first need (a parent's first
+ * attached child, a continuation, an antecedent's first continuation), so
+ * a plain task is two cache lines. */
+struct more {
+    struct cancel_task **faulted; /* faulted children, retained */
+    size_t nfaulted, capfaulted;
+    struct cancel_task *conts;      /* continuations waiting for us */
+    struct cancel_task *cont_next;  /* link in the antecedent's list */
+    struct cancel_task *antecedent; /* of a continuation, retained */
+    unsigned cont_flags;
+    /* The first slots of `faulted`, so a parent's first attached children
+     * need no allocation beyond this struct: a failed child creation then
+     * leaves nothing allocated behind it. */
+    struct cancel_task *first[4];
+};
+
 struct cancel_task {
     struct cancel__work work; /* first: the pool's queue item */
     _Atomic uint32_t refs;
     _Atomic uint32_t status;
-    enum kind kind;
-    cancel_pool *pool;
-    cancel_task_fn *fn;
-    cancel_continuation_fn *cfn;
-    void *arg;
-    cancel_token token; /* retained */
-    cancel_registration reg; /* on token while WAITING_TO_RUN */
-    cancel_event done;
-    struct cancel_task *parent;     /* attached to, retained */
-    struct cancel_task *antecedent; /* of a continuation, retained */
-    unsigned cont_flags;
     _Atomic int pending; /* body + unfinished attached children */
-
     _Atomic uint32_t lock;
-    int own_error;          /* the body's fault code, or 0 */
-    bool own_canceled;      /* the body ended CANCELED */
-    bool child_canceled;    /* an attached child ended CANCELED */
-    bool finished;          /* final status set; continuations started */
-    struct cancel_task **faulted; /* faulted children, retained */
-    size_t nfaulted, capfaulted;
-    struct cancel_task *conts;     /* continuations waiting for us */
-    struct cancel_task *cont_next; /* link in the antecedent's list */
+    union {
+        cancel_task_fn *fn;
+        cancel_continuation_fn *cfn;
+    } body;
+    void *arg;
+    cancel_pool *pool;
+    cancel_token token; /* retained */
+    cancel_event done;
+    struct cancel_task *parent; /* attached to, retained */
+    struct more *_Atomic more;
+    int own_error;       /* the body's fault code, or 0 */
+    uint8_t kind;        /* enum kind */
+    bool has_reg;        /* token can be canceled: reg[0] exists */
+    bool own_canceled;   /* the body ended CANCELED */
+    bool child_canceled; /* an attached child ended CANCELED (lock) */
+    bool finished;       /* final status set; continuations started (lock) */
+    /* On the token while WAITING_TO_RUN; only for a token that can be
+     * canceled (CANCEL_NONE tasks never register). */
+    cancel_registration reg[];
 };
 
 static _Thread_local cancel_task *tls_current;
 
 static void finish_body(cancel_task *task, int code, bool canceled);
+
+static struct more *more_of(const cancel_task *task)
+{
+    return atomic_load_explicit(&((cancel_task *)task)->more,
+                                memory_order_acquire);
+}
+
+/* The task's struct more, allocated if it has none yet; NULL (ENOMEM). */
+static struct more *get_more(cancel_task *task)
+{
+    struct more *m = more_of(task);
+    if (m != NULL)
+        return m;
+    struct more *fresh = cancel__calloc(1, sizeof(*fresh));
+    if (fresh == NULL)
+        return NULL;
+    fresh->faulted = fresh->first;
+    fresh->capfaulted = sizeof(fresh->first) / sizeof(fresh->first[0]);
+    if (atomic_compare_exchange_strong_explicit(&task->more, &m, fresh,
+                                                memory_order_acq_rel,
+                                                memory_order_acquire))
+        return fresh;
+    cancel__free(fresh); /* another thread installed one first */
+    return m;
+}
 
 /* ---- handles ------------------------------------------------------------ */
 
@@ -78,55 +118,84 @@ void cancel_task_release(cancel_task *task)
     if (task == NULL ||
         atomic_fetch_sub_explicit(&task->refs, 1, memory_order_acq_rel) != 1)
         return;
-    for (size_t i = 0; i < task->nfaulted; i++)
-        cancel_task_release(task->faulted[i]);
-    cancel__free(task->faulted);
-    cancel_task_release(task->antecedent);
+    struct more *m = more_of(task);
+    if (m != NULL) {
+        for (size_t i = 0; i < m->nfaulted; i++)
+            cancel_task_release(m->faulted[i]);
+        if (m->faulted != m->first)
+            cancel__free(m->faulted);
+        cancel_task_release(m->antecedent);
+        cancel__free(m);
+    }
     cancel_token_release(task->token);
-    cancel_event_destroy(&task->done);
+    /* No cancel_event_destroy: its only work is the EBUSY check, and a
+     * waiter holds a reference, so nobody waits on `done` now. */
     cancel__free(task);
 }
 
 static cancel_task *task_alloc(cancel_pool *pool, void *arg, cancel_token t,
                                unsigned flags)
 {
-    cancel_task *task = cancel__calloc(1, sizeof(*task));
+    bool has_reg = t.src_ != NULL;
+    size_t size = sizeof(cancel_task) +
+                  (has_reg ? sizeof(cancel_registration) : 0);
+    cancel_task *task = cancel__malloc(size);
     if (task == NULL)
         return NULL;
+    task->work.next = NULL;
+    task->work.run = NULL;
     atomic_init(&task->refs, 1);
     atomic_init(&task->status, CANCEL_TASK_CREATED);
     atomic_init(&task->pending, 1);
-    task->pool = pool;
+    atomic_init(&task->lock, 0);
+    task->body.fn = NULL;
     task->arg = arg;
+    task->pool = pool;
+    task->token = CANCEL_NONE;
     cancel_event_init(&task->done, false);
+    task->parent = NULL;
+    atomic_init(&task->more, NULL);
+    task->own_error = 0;
+    task->kind = BODY;
+    task->has_reg = has_reg;
+    task->own_canceled = false;
+    task->child_canceled = false;
+    task->finished = false;
+    if (has_reg)
+        task->reg[0] = (cancel_registration)CANCEL_REGISTRATION_INIT;
 
     cancel_task *parent = tls_current;
     if ((flags & CANCEL_TASK_ATTACHED) && parent != NULL) {
+        struct more *pm = get_more(parent);
+        if (pm == NULL) {
+            cancel__free(task);
+            return NULL;
+        }
         /* Reserve our slot in the parent's faulted-children array now. */
         cancel__spin_lock(&parent->lock);
         /* Slots needed with this child: the faults recorded plus every
          * unfinished child (pending counts the body too).  Children take
          * their pending count down under this lock, so it is exact. */
-        size_t need = parent->nfaulted + (size_t)atomic_load_explicit(
-                                             &parent->pending,
-                                             memory_order_relaxed);
-        if (parent->capfaulted < need) {
-            size_t cap = parent->capfaulted ? parent->capfaulted * 2 : 4;
+        size_t need = pm->nfaulted + (size_t)atomic_load_explicit(
+                                         &parent->pending,
+                                         memory_order_relaxed);
+        if (pm->capfaulted < need) {
+            size_t cap = pm->capfaulted * 2;
             if (cap < need)
                 cap = need;
             struct cancel_task **bigger =
                 cancel__malloc(cap * sizeof(*bigger));
             if (bigger == NULL) {
                 cancel__spin_unlock(&parent->lock);
-                cancel_event_destroy(&task->done);
                 cancel__free(task);
                 return NULL;
             }
-            for (size_t i = 0; i < parent->nfaulted; i++)
-                bigger[i] = parent->faulted[i];
-            cancel__free(parent->faulted);
-            parent->faulted = bigger;
-            parent->capfaulted = cap;
+            for (size_t i = 0; i < pm->nfaulted; i++)
+                bigger[i] = pm->faulted[i];
+            if (pm->faulted != pm->first)
+                cancel__free(pm->faulted);
+            pm->faulted = bigger;
+            pm->capfaulted = cap;
         }
         atomic_fetch_add_explicit(&parent->pending, 1, memory_order_relaxed);
         cancel__spin_unlock(&parent->lock);
@@ -147,7 +216,8 @@ static bool run_claimed(cancel_task *task)
             &task->status, &expected, CANCEL_TASK_RUNNING,
             memory_order_acq_rel, memory_order_acquire))
         return false;
-    cancel_unregister(&task->reg);
+    if (task->has_reg)
+        cancel_unregister(&task->reg[0]);
     if (cancel_requested(task->token)) {
         /* Canceled before it started (rule 1): the body never runs. */
         finish_body(task, 0, true);
@@ -157,9 +227,9 @@ static bool run_claimed(cancel_task *task)
     cancel_token outer_canceled = cancel_canceled_token();
     tls_current = task;
     cancel__record(CANCEL_NONE); /* only what the body records counts */
-    int r = task->kind == BODY
-                ? task->fn(task->arg, task->token)
-                : task->cfn(task->antecedent, task->arg, task->token);
+    int r = task->kind == BODY ? task->body.fn(task->arg, task->token)
+                               : task->body.cfn(more_of(task)->antecedent,
+                                                task->arg, task->token);
     /* Rule 3; any other non-zero return is rule 4: FAULTED. */
     bool canceled = r == -ECANCELED &&
                     cancel_token_equal(cancel_canceled_token(), task->token) &&
@@ -174,8 +244,8 @@ static bool run_claimed(cancel_task *task)
 static void run_work(struct cancel__work *w)
 {
     cancel_task *task = (cancel_task *)(void *)w;
-    if (!run_claimed(task))
-        cancel_unregister(&task->reg); /* let a cancel callback finish */
+    if (!run_claimed(task) && task->has_reg)
+        cancel_unregister(&task->reg[0]); /* let a cancel callback finish */
     cancel_task_release(task);         /* the queue's reference */
 }
 
@@ -190,14 +260,14 @@ static void canceled_in_queue(void *arg)
         finish_body(task, 0, true);
 }
 
-/* CREATED -> WAITING_TO_RUN and queue it (or cancel it at once). */
+/* Queue a task the caller made WAITING_TO_RUN (or cancel it at once), with
+ * a reference the caller took for the queue.  (Storing the status here
+ * again would undo the claim of a waiter that inlined it meanwhile.) */
 static void start(cancel_task *task)
 {
-    /* The caller made it WAITING_TO_RUN: storing it again here would undo
-     * the claim of a waiter that inlined it meanwhile. */
-    cancel_task_retain(task); /* the queue's reference */
     task->work.run = run_work;
-    if (cancel_register(task->token, &task->reg, canceled_in_queue, task) < 0) {
+    if (task->has_reg && cancel_register(task->token, &task->reg[0],
+                                         canceled_in_queue, task) < 0) {
         /* Already canceled: the callback ran and the task is CANCELED. */
         cancel_task_release(task);
         return;
@@ -209,7 +279,7 @@ static void start(cancel_task *task)
 
 static bool wanted(const cancel_task *cont, uint32_t status)
 {
-    unsigned f = cont->cont_flags &
+    unsigned f = more_of(cont)->cont_flags &
                  (CANCEL_CONTINUE_ON_RAN_TO_COMPLETION |
                   CANCEL_CONTINUE_ON_CANCELED | CANCEL_CONTINUE_ON_FAULTED);
     if (f == 0)
@@ -230,7 +300,7 @@ static void trigger(cancel_task *cont, uint32_t antecedent_status)
     if (wanted(cont, antecedent_status)) {
         atomic_store_explicit(&cont->status, CANCEL_TASK_WAITING_TO_RUN,
                               memory_order_release);
-        start(cont);
+        start(cancel_task_retain(cont)); /* the queue's reference */
     } else {
         atomic_store_explicit(&cont->status, CANCEL_TASK_CANCELED,
                               memory_order_release);
@@ -245,8 +315,11 @@ static void child_done(cancel_task *parent, cancel_task *child,
 static void finalize(cancel_task *task)
 {
     cancel__spin_lock(&task->lock);
+    /* Under the lock: a continue_with that installed `more` and added to
+     * its list did both before it took this lock and saw `finished`. */
+    struct more *m = more_of(task);
     uint32_t status;
-    if (task->own_error != 0 || task->nfaulted > 0)
+    if (task->own_error != 0 || (m != NULL && m->nfaulted > 0))
         status = CANCEL_TASK_FAULTED;
     else if (task->own_canceled ||
              (task->child_canceled && cancel_requested(task->token)))
@@ -255,14 +328,15 @@ static void finalize(cancel_task *task)
         status = CANCEL_TASK_RAN_TO_COMPLETION;
     atomic_store_explicit(&task->status, status, memory_order_release);
     task->finished = true;
-    cancel_task *conts = task->conts;
-    task->conts = NULL;
+    cancel_task *conts = m != NULL ? m->conts : NULL;
+    if (m != NULL)
+        m->conts = NULL;
     cancel__spin_unlock(&task->lock);
 
     cancel_event_set(&task->done);
     while (conts != NULL) {
         cancel_task *c = conts;
-        conts = c->cont_next;
+        conts = more_of(c)->cont_next;
         trigger(c, status);
         cancel_task_release(c); /* the list's reference */
     }
@@ -276,10 +350,10 @@ static void finalize(cancel_task *task)
 
 static void finish_body(cancel_task *task, int code, bool canceled)
 {
-    cancel__spin_lock(&task->lock);
+    /* Only the body's thread writes these, before its release of
+     * `pending`; finalize reads them after the last acquire of it. */
     task->own_error = code;
     task->own_canceled = canceled;
-    cancel__spin_unlock(&task->lock);
     if (atomic_fetch_sub_explicit(&task->pending, 1, memory_order_acq_rel) ==
         1) {
         finalize(task);
@@ -295,9 +369,10 @@ static void child_done(cancel_task *parent, cancel_task *child,
                        uint32_t status)
 {
     cancel__spin_lock(&parent->lock);
-    if (status == CANCEL_TASK_FAULTED)
-        parent->faulted[parent->nfaulted++] = cancel_task_retain(child);
-    else if (status == CANCEL_TASK_CANCELED)
+    if (status == CANCEL_TASK_FAULTED) {
+        struct more *pm = more_of(parent); /* made when the child was */
+        pm->faulted[pm->nfaulted++] = cancel_task_retain(child);
+    } else if (status == CANCEL_TASK_CANCELED)
         parent->child_canceled = true;
     /* Under the lock, with the record: a sibling being created counts the
      * slots it needs from nfaulted + pending, and must not count us twice. */
@@ -320,7 +395,7 @@ cancel_task *cancel_task_new(cancel_pool *pool, cancel_task_fn *fn, void *arg,
     cancel_task *task = task_alloc(pool, arg, t, flags);
     if (task != NULL) {
         task->kind = BODY;
-        task->fn = fn;
+        task->body.fn = fn;
     }
     return task;
 }
@@ -334,7 +409,7 @@ int cancel_task_start(cancel_task *task)
             &task->status, &expected, CANCEL_TASK_WAITING_TO_RUN,
             memory_order_acq_rel, memory_order_relaxed))
         return -EINVAL;
-    start(task);
+    start(cancel_task_retain(task)); /* the queue's reference */
     return 0;
 }
 
@@ -343,8 +418,11 @@ cancel_task *cancel_task_run(cancel_pool *pool, cancel_task_fn *fn, void *arg,
 {
     cancel_task *task = cancel_task_new(pool, fn, arg, t, flags);
     if (task != NULL) {
+        /* Not shared yet: plain stores, the handle's and the queue's
+         * references at once. */
+        atomic_store_explicit(&task->refs, 2, memory_order_relaxed);
         atomic_store_explicit(&task->status, CANCEL_TASK_WAITING_TO_RUN,
-                              memory_order_release);
+                              memory_order_relaxed);
         start(task);
     }
     return task;
@@ -376,8 +454,9 @@ static size_t collect(const cancel_task *task, int *codes, size_t cap,
             codes[n] = task->own_error;
         n++;
     }
-    for (size_t i = 0; i < task->nfaulted; i++)
-        n = collect(task->faulted[i], codes, cap, n);
+    const struct more *m = more_of(task);
+    for (size_t i = 0; m != NULL && i < m->nfaulted; i++)
+        n = collect(m->faulted[i], codes, cap, n);
     return n;
 }
 
@@ -430,9 +509,14 @@ int cancel_task_wait_all(cancel_task *const *tasks, size_t n, cancel_token t,
             return -EINVAL;
     if (cancel_check(t) < 0)
         return -ECANCELED;
+    bool inline_ok = t.src_ == NULL && timeout_ns < 0;
     struct cancel__deadline d;
     cancel__deadline_init(&d, timeout_ns);
     for (size_t i = 0; i < n; i++) {
+        /* As cancel_task_wait: run a task still queued here, in order. */
+        if (inline_ok && cancel_task_status_of(tasks[i]) ==
+                             CANCEL_TASK_WAITING_TO_RUN)
+            run_claimed(tasks[i]);
         int r = cancel_event_wait(&tasks[i]->done, t,
                                   cancel__deadline_left(&d));
         if (r < 0)
@@ -498,16 +582,23 @@ cancel_task *cancel_task_continue_with(cancel_task *antecedent,
     cancel_task *cont = task_alloc(antecedent->pool, arg, t, flags);
     if (cont == NULL)
         return NULL;
+    struct more *cm = get_more(cont);
+    struct more *am = cm != NULL ? get_more(antecedent) : NULL;
+    if (am == NULL) {
+        cancel_task_release(cont); /* frees cm and drops the token, parent */
+        errno = ENOMEM;
+        return NULL;
+    }
     cont->kind = CONTINUATION;
-    cont->cfn = fn;
-    cont->cont_flags = flags;
-    cont->antecedent = cancel_task_retain(antecedent);
+    cont->body.cfn = fn;
+    cm->cont_flags = flags;
+    cm->antecedent = cancel_task_retain(antecedent);
 
     cancel__spin_lock(&antecedent->lock);
     bool finished = antecedent->finished;
     if (!finished) {
-        cont->cont_next = antecedent->conts;
-        antecedent->conts = cancel_task_retain(cont); /* the list's */
+        cm->cont_next = am->conts;
+        am->conts = cancel_task_retain(cont); /* the list's */
     }
     cancel__spin_unlock(&antecedent->lock);
     if (finished)

@@ -160,7 +160,9 @@ CANCEL_API int cancel_task_wait(cancel_task *task, cancel_token t,
  * the first FAULTED task's error in array order, else -ECANCELED (some task
  * CANCELED); -ECANCELED / -ETIMEDOUT for the wait itself (then not all may
  * have finished; a t canceled on entry gives -ECANCELED at once, as every
- * wait).  -EINVAL for NULL tasks with n > 0 or a NULL entry. */
+ * wait).  -EINVAL for NULL tasks with n > 0 or a NULL entry.  Like
+ * cancel_task_wait, an infinite wait with t = CANCEL_NONE runs the tasks
+ * still waiting to run on the calling thread, in array order. */
 CANCEL_API int cancel_task_wait_all(cancel_task *const *tasks, size_t n,
                                     cancel_token t, int64_t timeout_ns);
 

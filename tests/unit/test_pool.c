@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
@@ -284,6 +285,51 @@ TEST(pool_items_queued_from_items_run)
     cancel_pool_free(t.pool);
     ASSERT_EQ(atomic_load(&t.failed), 0);
     ASSERT_EQ(atomic_load(&t.ran), 1 + 6 + 36 + 216);
+}
+
+/* An item of a burst: it returns only once every item of its burst is
+ * running, so the burst completes only if it reached as many workers. */
+#define BURST_LIMIT_NS (10 * 1000000000LL) /* a lost wake-up, not slowness */
+
+typedef struct burst {
+    cancel_countdown all;
+    atomic_int late, finished;
+} burst;
+
+static void burst_item(void *arg)
+{
+    burst *b = arg;
+    cancel_countdown_signal(&b->all, 1);
+    if (cancel_countdown_wait(&b->all, CANCEL_NONE, BURST_LIMIT_NS) != 0)
+        atomic_fetch_add(&b->late, 1);
+    atomic_fetch_add(&b->finished, 1); /* the item's last touch of b */
+}
+
+/* Workers that find the queue empty spin a while before they park, and a
+ * producer wakes nobody while one spins: the spinner that takes the first
+ * item of a burst must wake a parked worker for the rest.  Bursts as wide
+ * as the pool, landing on workers that are running, spinning, parking or
+ * parked. */
+TEST(pool_burst_reaches_every_worker)
+{
+    enum { WORKERS = 3 };
+    cancel_pool *pool = cancel_pool_new(WORKERS);
+    ASSERT_NOT_NULL(pool);
+    long rounds = harness_scale(2000);
+    for (long r = 0; r < rounds; r++) {
+        burst b = {.late = 0, .finished = 0};
+        ASSERT_OK(cancel_countdown_init(&b.all, WORKERS));
+        for (int i = 0; i < WORKERS; i++)
+            ASSERT_OK(cancel_pool_queue(pool, burst_item, &b));
+        while (atomic_load(&b.finished) < WORKERS)
+            sched_yield();
+        ASSERT_EQ(atomic_load(&b.late), 0);
+        ASSERT_OK(cancel_countdown_destroy(&b.all));
+        /* Vary where the next burst finds the workers. */
+        for (volatile long k = 0, n = r % 64 * 40; k < n; k++)
+            ;
+    }
+    cancel_pool_free(pool);
 }
 
 struct opener {

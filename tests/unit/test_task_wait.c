@@ -343,6 +343,44 @@ TEST(infinite_wait_without_token_runs_queued_task_inline)
     job_destroy(&blocker);
 }
 
+TEST(infinite_wait_all_without_token_runs_queued_tasks_inline_in_order)
+{
+    cancel_pool *pool = cancel_pool_new(1);
+    ASSERT_NOT_NULL(pool);
+    job blocker;
+    job_init(&blocker, 0, true);
+    cancel_task *bt = run_job(pool, &blocker, CANCEL_NONE);
+
+    /* Queued behind the blocker: only an inlining wait can run them. */
+    job j[3];
+    cancel_task *tasks[3];
+    for (int i = 0; i < 3; i++) {
+        job_init(&j[i], i == 1 ? -EIO : 0, false);
+        tasks[i] = run_job(pool, &j[i], CANCEL_NONE);
+        ASSERT_EQ(cancel_task_status_of(tasks[i]),
+                  CANCEL_TASK_WAITING_TO_RUN);
+    }
+    ASSERT_ERR(cancel_task_wait_all(tasks, 3, CANCEL_NONE, CANCEL_INFINITE),
+               -EIO);
+    for (int i = 0; i < 3; i++) {
+        ASSERT_EQ(atomic_load(&j[i].runs), 1);
+        ASSERT_TRUE(pthread_equal(j[i].thread, pthread_self()));
+        ASSERT_TRUE(j[i].current == tasks[i]);
+    }
+    ASSERT_NULL(cancel_task_current());
+    ASSERT_EQ(cancel_task_status_of(bt), CANCEL_TASK_RUNNING);
+
+    harness_gate_open(&blocker.go);
+    cancel_pool_free(pool); /* the worker skips the items already run */
+    for (int i = 0; i < 3; i++) {
+        ASSERT_EQ(atomic_load(&j[i].runs), 1);
+        cancel_task_release(tasks[i]);
+        job_destroy(&j[i]);
+    }
+    cancel_task_release(bt);
+    job_destroy(&blocker);
+}
+
 TEST(wait_with_token_or_timeout_does_not_inline)
 {
     cancel_clock *c = manual();
