@@ -42,6 +42,7 @@ struct more {
     struct cancel_task *cont_next;  /* link in the antecedent's list */
     struct cancel_task *antecedent; /* of a continuation, retained */
     unsigned cont_flags;
+    struct cancel_task *fin_next; /* in this thread's finalize queue */
     /* The first slots of `faulted`, so a parent's first attached children
      * need no allocation beyond this struct: a failed child creation then
      * leaves nothing allocated behind it. */
@@ -311,8 +312,55 @@ static void trigger(cancel_task *cont, uint32_t antecedent_status)
 static void child_done(cancel_task *parent, cancel_task *child,
                        uint32_t status);
 
+/* Finalizing a task can finalize others on the same thread: continuations
+ * decided without running (filtered out, or their token canceled) and a
+ * parent whose last child this was.  Done recursively, a chain of 100,000
+ * skipped continuations would overflow the stack; instead a finalize
+ * called while one is running on this thread is queued here, and the
+ * outermost one runs the queue before it returns.  Every task finalized
+ * that way has a `struct more` (it is a continuation or a parent), which
+ * holds the link, and is retained while queued. */
+static _Thread_local struct {
+    bool busy;
+    cancel_task *head, *tail;
+} tls_fin;
+
+static void finalize_now(cancel_task *task);
+
 /* pending reached 0: decide, publish, and tell whoever waits. */
 static void finalize(cancel_task *task)
+{
+    struct more *m = more_of(task);
+    if (tls_fin.busy && m != NULL) {
+        /* The caller's reference may go as soon as we return (a child
+         * drops its parent's right after reporting): the queue keeps one. */
+        cancel_task_retain(task);
+        m->fin_next = NULL;
+        if (tls_fin.tail != NULL)
+            more_of(tls_fin.tail)->fin_next = task;
+        else
+            tls_fin.head = task;
+        tls_fin.tail = task;
+        return;
+    }
+    if (tls_fin.busy) { /* not reached (see above); correct anyway */
+        finalize_now(task);
+        return;
+    }
+    tls_fin.busy = true;
+    finalize_now(task);
+    while (tls_fin.head != NULL) {
+        cancel_task *next = tls_fin.head;
+        tls_fin.head = more_of(next)->fin_next;
+        if (tls_fin.head == NULL)
+            tls_fin.tail = NULL;
+        finalize_now(next);
+        cancel_task_release(next); /* the queue's reference */
+    }
+    tls_fin.busy = false;
+}
+
+static void finalize_now(cancel_task *task)
 {
     cancel__spin_lock(&task->lock);
     /* Under the lock: a continue_with that installed `more` and added to

@@ -195,10 +195,10 @@ enum {
  * works as any task token (canceled before it starts: CANCELED - decided
  * when the antecedent finishes, .NET's LazyCancellation).  Continuations
  * decided without running (filtered out, or canceled) are finished on the
- * thread that finished their antecedent, recursively: keep chains of such
- * steps to thousands, not hundreds of thousands.  Returns
- * the continuation's handle (release it); NULL with errno = EINVAL or
- * ENOMEM.  Thread safety: any thread. */
+ * thread that finished their antecedent, before that call returns, one
+ * after the other (not recursively: a chain of any length needs no more
+ * stack than one step).  Returns the continuation's handle (release it);
+ * NULL with errno = EINVAL or ENOMEM.  Thread safety: any thread. */
 CANCEL_API cancel_task *cancel_task_continue_with(cancel_task *antecedent,
                                                   cancel_continuation_fn *fn,
                                                   void *arg, cancel_token t,

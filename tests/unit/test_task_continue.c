@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- antecedents -------------------------------------------------------- */
@@ -572,6 +573,71 @@ TEST(chain_with_filters_follows_each_ending)
         cancel_task_release(all[i]);
     ante_destroy(&a);
     cancel_source_free(src);
+}
+
+static void *cancel_main(void *src)
+{
+    cancel_source_cancel(src);
+    return NULL;
+}
+
+/* A long chain of continuations that are all filtered out: each is
+ * decided (CANCELED) on the thread that finished the one before it, one
+ * after the other, not recursively.  The antecedent is canceled in the
+ * queue by a thread with a 256 KiB stack, so the whole chain is decided on
+ * it: 100,000 nested finalizations would overflow that stack many times. */
+TEST(long_chain_of_skipped_continuations_needs_no_deep_stack)
+{
+    cancel_pool *pool = cancel_pool_new(1);
+    ASSERT_NOT_NULL(pool);
+    ante blocker;
+    ante_init(&blocker, 0, true);
+    cancel_task *bt = cancel_task_run(pool, ante_fn, &blocker, CANCEL_NONE, 0);
+    ASSERT_NOT_NULL(bt);
+    harness_gate_wait(&blocker.started);
+    cancel_source *src = cancel_source_new();
+    ASSERT_NOT_NULL(src);
+    ante a;
+    ante_init(&a, 0, false);
+    cancel_task *t0 =
+        cancel_task_run(pool, ante_fn, &a, cancel_source_token(src), 0);
+    ASSERT_NOT_NULL(t0); /* queued behind the blocker */
+    size_t n = (size_t)harness_scale(100000);
+    cancel_task **chain = malloc(n * sizeof(*chain));
+    ASSERT_NOT_NULL(chain);
+    cont c;
+    memset(&c, 0, sizeof(c));
+    cancel_task *prev = t0;
+    for (size_t i = 0; i < n; i++) {
+        chain[i] = cancel_task_continue_with(
+            prev, cont_fn, &c, CANCEL_NONE,
+            CANCEL_CONTINUE_ON_RAN_TO_COMPLETION);
+        ASSERT_NOT_NULL(chain[i]);
+        prev = chain[i];
+    }
+    pthread_attr_t attr;
+    ASSERT_EQ(pthread_attr_init(&attr), 0);
+    ASSERT_EQ(pthread_attr_setstacksize(&attr, 256 * 1024), 0);
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, &attr, cancel_main, src), 0);
+    ASSERT_EQ(pthread_join(th, NULL), 0);
+    pthread_attr_destroy(&attr);
+    /* Decided before cancel returned, on that thread. */
+    ASSERT_EQ(cancel_task_status_of(t0), CANCEL_TASK_CANCELED);
+    for (size_t i = 0; i < n; i++)
+        ASSERT_EQ(cancel_task_status_of(chain[i]), CANCEL_TASK_CANCELED);
+    ASSERT_EQ(atomic_load(&c.runs), 0);
+    ASSERT_EQ(atomic_load(&a.runs), 0);
+    harness_gate_open(&blocker.go);
+    cancel_pool_free(pool);
+    for (size_t i = 0; i < n; i++)
+        cancel_task_release(chain[i]);
+    cancel_task_release(t0);
+    cancel_task_release(bt);
+    cancel_source_free(src);
+    ante_destroy(&a);
+    ante_destroy(&blocker);
+    free(chain);
 }
 
 TEST(many_continuations_on_one_antecedent_each_run_once)
