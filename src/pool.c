@@ -4,7 +4,8 @@
  * writes): the queue holds items not yet taken; `idle` is a stack of
  * workers that found the queue empty and are parked, each with a parker on
  * its own stack; `spinning` counts workers that found it empty and look at
- * it a little longer (unlocked) before they park.  A producer that queues
+ * it a little longer (unlocked) before they park - at most half of them
+ * (rounded up) at a time, so an idle many-core pool does not burn CPUs.  A producer that queues
  * an item wakes one idle worker (after unlocking) only when nobody spins:
  * a spinner takes the item under the lock, and if more is queued by then
  * and nobody else spins it wakes an idle worker itself, so a burst still
@@ -34,6 +35,7 @@ struct cancel_pool {
     struct cancel__work *tail;
     struct idle *idle;
     int spinning; /* workers looking for work before they park */
+    int max_spinning; /* half the workers: the rest park at once */
     bool closing;
     int nthreads;
     pthread_t *threads;
@@ -112,7 +114,7 @@ static void *worker(void *arg)
             cancel__spin_unlock(&pool->lock);
             return NULL;
         }
-        if (!spun) {
+        if (!spun && pool->spinning < pool->max_spinning) {
             /* A producer that sees us spinning wakes nobody: the common
              * case of a busy pool costs no system call on either side. */
             pool->spinning++;
@@ -172,6 +174,7 @@ cancel_pool *cancel_pool_new(int nthreads)
     struct cancel_pool *pool = cancel__calloc(1, sizeof(*pool));
     if (pool == NULL)
         return NULL;
+    pool->max_spinning = (nthreads + 1) / 2;
     pool->threads = cancel__calloc((size_t)nthreads, sizeof(pthread_t));
     if (pool->threads == NULL) {
         cancel__free(pool);
