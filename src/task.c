@@ -43,6 +43,7 @@ struct more {
     struct cancel_task *antecedent; /* of a continuation, retained */
     unsigned cont_flags;
     struct cancel_task *fin_next; /* in this thread's finalize queue */
+    struct cancel_task *parent;   /* attached to, retained until reported */
     /* The first slots of `faulted`, so a parent's first attached children
      * need no allocation beyond this struct: a failed child creation then
      * leaves nothing allocated behind it. */
@@ -63,7 +64,6 @@ struct cancel_task {
     cancel_pool *pool;
     cancel_token token; /* retained */
     cancel_event done;
-    struct cancel_task *parent; /* attached to, retained */
     struct more *_Atomic more;
     int own_error;       /* the body's fault code, or 0 */
     uint8_t kind;        /* enum kind */
@@ -75,6 +75,13 @@ struct cancel_task {
      * canceled (CANCEL_NONE tasks never register). */
     cancel_registration reg[];
 };
+
+#if UINTPTR_MAX == UINT64_MAX
+/* glibc keeps freed chunks of up to 128 bytes (120 requested) in fast bins
+ * for reuse; a bigger task is returned to the kernel when many are freed
+ * and page-faulted back in (docs/design.md, section 9). */
+_Static_assert(sizeof(struct cancel_task) <= 120, "a task grew past 120 bytes");
+#endif
 
 static _Thread_local cancel_task *tls_current;
 
@@ -154,7 +161,6 @@ static cancel_task *task_alloc(cancel_pool *pool, void *arg, cancel_token t,
     task->pool = pool;
     task->token = CANCEL_NONE;
     cancel_event_init(&task->done, false);
-    task->parent = NULL;
     atomic_init(&task->more, NULL);
     task->own_error = 0;
     task->kind = BODY;
@@ -167,8 +173,10 @@ static cancel_task *task_alloc(cancel_pool *pool, void *arg, cancel_token t,
 
     cancel_task *parent = tls_current;
     if ((flags & CANCEL_TASK_ATTACHED) && parent != NULL) {
-        struct more *pm = get_more(parent);
+        struct more *cm = get_more(task); /* not shared yet */
+        struct more *pm = cm != NULL ? get_more(parent) : NULL;
         if (pm == NULL) {
+            cancel__free(cm);
             cancel__free(task);
             return NULL;
         }
@@ -188,6 +196,7 @@ static cancel_task *task_alloc(cancel_pool *pool, void *arg, cancel_token t,
                 cancel__malloc(cap * sizeof(*bigger));
             if (bigger == NULL) {
                 cancel__spin_unlock(&parent->lock);
+                cancel__free(cm);
                 cancel__free(task);
                 return NULL;
             }
@@ -200,7 +209,7 @@ static cancel_task *task_alloc(cancel_pool *pool, void *arg, cancel_token t,
         }
         atomic_fetch_add_explicit(&parent->pending, 1, memory_order_relaxed);
         cancel__spin_unlock(&parent->lock);
-        task->parent = cancel_task_retain(parent);
+        cm->parent = cancel_task_retain(parent);
     }
     task->token = cancel_token_retain(t);
     return task;
@@ -388,9 +397,9 @@ static void finalize_now(cancel_task *task)
         trigger(c, status);
         cancel_task_release(c); /* the list's reference */
     }
-    if (task->parent != NULL) {
-        cancel_task *parent = task->parent;
-        task->parent = NULL;
+    if (m != NULL && m->parent != NULL) {
+        cancel_task *parent = m->parent;
+        m->parent = NULL;
         child_done(parent, task, status);
         cancel_task_release(parent);
     }
