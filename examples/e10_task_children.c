@@ -56,7 +56,6 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -64,37 +63,15 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Not part of the port: the error helpers, the monitor of the gates and
+ * the task status names. */
+#define EXAMPLE_NAME "e10_task_children"
+#include "script.h"
+
 #define MAX_CHILDREN 8
 #define MAX_TASKS (2 + MAX_CHILDREN)
 #define CANCELLABLE_ID 1
 #define PARENT_ID 2
-
-static void fail(const char *what)
-{
-    fprintf(stderr, "e10_task_children: %s\n", what);
-    exit(EXIT_FAILURE);
-}
-
-/* A library call failed: err is its negative errno value. */
-static void fail_err(const char *call, int err)
-{
-    fprintf(stderr, "e10_task_children: %s: %s (%s)\n", call,
-            cancel_strerror(err), cancel_err_name(err));
-    exit(EXIT_FAILURE);
-}
-
-/* A pthread call failed: rc is its (positive) error number. */
-static void die(const char *call, int rc)
-{
-    fprintf(stderr, "e10_task_children: %s: %s\n", call, strerror(rc));
-    exit(EXIT_FAILURE);
-}
-
-static void check(const char *call, int err)
-{
-    if (err != 0)
-        fail_err(call, err);
-}
 
 static void say(const char *line)
 {
@@ -102,71 +79,22 @@ static void say(const char *line)
     fflush(stdout);
 }
 
-static const char *status_name(cancel_task_status s)
-{
-    switch (s) {
-    case CANCEL_TASK_CREATED:
-        return "Created";
-    case CANCEL_TASK_WAITING_TO_RUN:
-        return "WaitingToRun";
-    case CANCEL_TASK_RUNNING:
-        return "Running";
-    case CANCEL_TASK_WAITING_FOR_CHILDREN:
-        return "WaitingForChildrenToComplete";
-    case CANCEL_TASK_RAN_TO_COMPLETION:
-        return "RanToCompletion";
-    case CANCEL_TASK_CANCELED:
-        return "Canceled";
-    case CANCEL_TASK_FAULTED:
-        return "Faulted";
-    }
-    return "?";
-}
-
 /* ---- Where main meets the tasks -------------------------------------------
  *
- * Scaffolding for the scripted runs, not part of the port (plain pthreads).
+ * Scaffolding for the scripted runs, not part of the port (a monitor of
+ * script.h, plain pthreads).
  * Each body passes numbered gates: gate 1 on entry, before it looks at the
  * token, then one gate per step of work.  Gated, a task waits at gate n
  * until main allows it; main runs a task "to gate n" (it then waits there)
  * or "free" (to the end of its body).
  */
 struct gates {
-    pthread_mutex_t mutex;
-    pthread_cond_t cond;
+    struct monitor mon;
     bool gated;
     int reached[MAX_TASKS + 1]; /* gates reached, by task id */
     int allowed[MAX_TASKS + 1]; /* gates it may pass */
     bool ended[MAX_TASKS + 1];  /* its body has returned (or is about to) */
 };
-
-static void lock(struct gates *g)
-{
-    int rc = pthread_mutex_lock(&g->mutex);
-    if (rc != 0)
-        die("pthread_mutex_lock", rc);
-}
-
-static void unlock(struct gates *g)
-{
-    int rc = pthread_mutex_unlock(&g->mutex);
-    if (rc != 0)
-        die("pthread_mutex_unlock", rc);
-}
-
-static void broadcast(struct gates *g)
-{
-    int rc = pthread_cond_broadcast(&g->cond);
-    if (rc != 0)
-        die("pthread_cond_broadcast", rc);
-}
-
-static void sleep_on(struct gates *g)
-{
-    int rc = pthread_cond_wait(&g->cond, &g->mutex);
-    if (rc != 0)
-        die("pthread_cond_wait", rc);
-}
 
 /* Task id: the next gate.  Not gated, a step of work is a little spinning
  * that does not look at the token (SpinWait.SpinOnce, 100 times). */
@@ -179,33 +107,33 @@ static void gate(struct gates *g, int id, bool work)
                 sink = sink + i;
         return;
     }
-    lock(g);
+    monitor_lock(&g->mon);
     int n = ++g->reached[id];
-    broadcast(g);
+    monitor_broadcast(&g->mon);
     while (g->allowed[id] < n)
-        sleep_on(g);
-    unlock(g);
+        monitor_wait(&g->mon);
+    monitor_unlock(&g->mon);
 }
 
 static void mark_ended(struct gates *g, int id)
 {
-    lock(g);
+    monitor_lock(&g->mon);
     g->ended[id] = true;
-    broadcast(g);
-    unlock(g);
+    monitor_broadcast(&g->mon);
+    monitor_unlock(&g->mon);
 }
 
 /* Main: let task id pass its gates up to n - 1 and wait until it waits at
  * gate n (it may not have started yet). */
 static void run_to(struct gates *g, int id, int n)
 {
-    lock(g);
+    monitor_lock(&g->mon);
     g->allowed[id] = n - 1;
-    broadcast(g);
+    monitor_broadcast(&g->mon);
     while (g->reached[id] < n && !g->ended[id])
-        sleep_on(g);
+        monitor_wait(&g->mon);
     bool ended = g->ended[id];
-    unlock(g);
+    monitor_unlock(&g->mon);
     if (ended)
         fail("a task ended before the gate the script expects");
 }
@@ -213,19 +141,19 @@ static void run_to(struct gates *g, int id, int n)
 /* Main: let task id run to the end of its body, and wait for that. */
 static void run_free(struct gates *g, int id)
 {
-    lock(g);
+    monitor_lock(&g->mon);
     g->allowed[id] = INT_MAX;
-    broadcast(g);
+    monitor_broadcast(&g->mon);
     while (!g->ended[id])
-        sleep_on(g);
-    unlock(g);
+        monitor_wait(&g->mon);
+    monitor_unlock(&g->mon);
 }
 
 static int gates_reached(struct gates *g, int id)
 {
-    lock(g);
+    monitor_lock(&g->mon);
     int n = g->reached[id];
-    unlock(g);
+    monitor_unlock(&g->mon);
     return n;
 }
 
@@ -238,7 +166,7 @@ struct demo {
     unsigned child_flags; /* 0 or CANCEL_TASK_ATTACHED */
     int max_children;     /* the parent's loop bound: 8, as documented */
     int next_id;          /* written by main, then by the parent only */
-    /* The bag of tasks (ConcurrentBag): by id, under g.mutex. */
+    /* The bag of tasks (ConcurrentBag): by id, under g.mon. */
     cancel_task *tasks[MAX_TASKS + 1];
 };
 
@@ -251,16 +179,16 @@ static struct task_arg args[MAX_TASKS + 1];
 
 static void bag_add(struct demo *d, int id, cancel_task *task)
 {
-    lock(&d->g);
+    monitor_lock(&d->g.mon);
     d->tasks[id] = task;
-    unlock(&d->g);
+    monitor_unlock(&d->g.mon);
 }
 
 static cancel_task *bag_get(struct demo *d, int id)
 {
-    lock(&d->g);
+    monitor_lock(&d->g.mon);
     cancel_task *task = d->tasks[id];
-    unlock(&d->g);
+    monitor_unlock(&d->g.mon);
     return task;
 }
 
@@ -441,11 +369,7 @@ int main(int argc, char **argv)
                       .max_children = attached && !keys ? 5 : MAX_CHILDREN,
                       .next_id = 1};
     d.g.gated = !keys;
-    int rc = pthread_mutex_init(&d.g.mutex, NULL);
-    if (rc == 0)
-        rc = pthread_cond_init(&d.g.cond, NULL);
-    if (rc != 0)
-        die("pthread_mutex/cond_init", rc);
+    monitor_init(&d.g.mon);
 
     d.pool = cancel_pool_new(3);
     if (d.pool == NULL)
@@ -509,9 +433,9 @@ int main(int argc, char **argv)
         for (size_t k = 0; k < sizeof order / sizeof order[0]; k++) {
             int held = order[k];
             bool ended;
-            lock(&d.g);
+            monitor_lock(&d.g.mon);
             ended = d.g.ended[held];
-            unlock(&d.g);
+            monitor_unlock(&d.g.mon);
             if (!ended)
                 run_free(&d.g, held);
             if (attached && held == 5 &&
@@ -524,7 +448,7 @@ int main(int argc, char **argv)
      * bag is complete (a child is created only before the parent's body
      * ends). */
     cancel_task *parent = bag_get(&d, PARENT_ID);
-    rc = cancel_task_wait(parent, CANCEL_NONE, CANCEL_INFINITE);
+    int rc = cancel_task_wait(parent, CANCEL_NONE, CANCEL_INFINITE);
     if (rc != 0 && rc != -ECANCELED)
         fail_err("the parent task", rc);
     int count = d.next_id - 1; /* the parent has finished: no more */
@@ -577,10 +501,6 @@ int main(int argc, char **argv)
         cancel_task_release(all[i - 1]);
     cancel_source_free(token_source);
     cancel_pool_free(d.pool);
-    rc = pthread_cond_destroy(&d.g.cond);
-    if (rc == 0)
-        rc = pthread_mutex_destroy(&d.g.mutex);
-    if (rc != 0)
-        die("pthread_cond/mutex_destroy", rc);
+    monitor_destroy(&d.g.mon);
     return exit_status;
 }

@@ -48,83 +48,50 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Not part of the port: the error helpers and the monitor of the click. */
+#define EXAMPLE_NAME "e11_parallel_query"
+#include "script.h"
+
 #define COUNT 10000000   /* Enumerable.Range(1, 10000000) */
 #define CLICK_AT 5000000 /* --cancel: the user clicks when the query is here   \
                           */
-
-static void fail(const char *what)
-{
-    fprintf(stderr, "e11_parallel_query: %s\n", what);
-    exit(EXIT_FAILURE);
-}
-
-/* A library call failed: err is its negative errno value. */
-static void fail_err(const char *call, int err)
-{
-    fprintf(stderr, "e11_parallel_query: %s: %s (%s)\n", call,
-            cancel_strerror(err), cancel_err_name(err));
-    exit(EXIT_FAILURE);
-}
-
-/* A pthread call failed: rc is its (positive) error number. */
-static void die(const char *call, int rc)
-{
-    fprintf(stderr, "e11_parallel_query: %s: %s\n", call, strerror(rc));
-    exit(EXIT_FAILURE);
-}
 
 /* ---- The click: a one-shot signal, plain pthreads ------------------------
  *
  * Scaffolding for the scripted cancel, apart from the library under test:
  * the predicate raises `reached` and waits for `clicked`; the user thread
- * waits for `reached`, cancels, and raises `clicked`. */
+ * waits for `reached`, cancels, and raises `clicked`.  (A monitor: see
+ * script.h.) */
 struct signal {
-    pthread_mutex_t mutex;
-    pthread_cond_t cond;
+    struct monitor mon;
     bool raised;
 };
 
 static void signal_init(struct signal *s)
 {
-    int rc = pthread_mutex_init(&s->mutex, NULL);
-    if (rc == 0)
-        rc = pthread_cond_init(&s->cond, NULL);
-    if (rc != 0)
-        die("pthread_mutex/cond_init", rc);
+    monitor_init(&s->mon);
     s->raised = false;
 }
 
 static void signal_destroy(struct signal *s)
 {
-    int rc = pthread_cond_destroy(&s->cond);
-    if (rc == 0)
-        rc = pthread_mutex_destroy(&s->mutex);
-    if (rc != 0)
-        die("pthread_mutex/cond_destroy", rc);
+    monitor_destroy(&s->mon);
 }
 
 static void signal_raise(struct signal *s)
 {
-    int rc = pthread_mutex_lock(&s->mutex);
-    if (rc == 0) {
-        s->raised = true;
-        rc = pthread_cond_broadcast(&s->cond);
-    }
-    if (rc == 0)
-        rc = pthread_mutex_unlock(&s->mutex);
-    if (rc != 0)
-        die("pthread_mutex/cond", rc);
+    monitor_lock(&s->mon);
+    s->raised = true;
+    monitor_broadcast(&s->mon);
+    monitor_unlock(&s->mon);
 }
 
 static void signal_wait(struct signal *s)
 {
-    int rc = pthread_mutex_lock(&s->mutex);
-    while (rc == 0 && !s->raised)
-        rc = pthread_cond_wait(&s->cond, &s->mutex);
-    if (rc == 0)
-        rc = pthread_mutex_unlock(&s->mutex);
-    if (rc != 0)
-        die("pthread_mutex/cond", rc);
+    monitor_lock(&s->mon);
+    while (!s->raised)
+        monitor_wait(&s->mon);
+    monitor_unlock(&s->mon);
 }
 
 /* ---- The query ----------------------------------------------------------- */

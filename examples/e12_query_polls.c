@@ -60,40 +60,23 @@
 #include <string.h>
 #include <time.h>
 
+/* Not part of the port: the error helpers and the monitor of the click. */
+#define EXAMPLE_NAME "e12_query_polls"
+#include "script.h"
+
 #define COUNT 1000000 /* Enumerable.Range(1, 1000000) */
 #define FIRST 1000  /* the Function running when the user clicks: the 1000th */
 #define SECOND 1001 /* --fail: the other one, the 1001st */
 #define WORKERS 4   /* the calling thread and three pool threads */
 
-static void fail(const char *what)
-{
-    fprintf(stderr, "e12_query_polls: %s\n", what);
-    exit(EXIT_FAILURE);
-}
-
-/* A library call failed: err is its negative errno value. */
-static void fail_err(const char *call, int err)
-{
-    fprintf(stderr, "e12_query_polls: %s: %s (%s)\n", call,
-            cancel_strerror(err), cancel_err_name(err));
-    exit(EXIT_FAILURE);
-}
-
-/* A pthread call failed: rc is its (positive) error number. */
-static void die(const char *call, int rc)
-{
-    fprintf(stderr, "e12_query_polls: %s: %s\n", call, strerror(rc));
-    exit(EXIT_FAILURE);
-}
-
 /* ---- The click: a counter under a mutex, plain pthreads -----------------
  *
  * Scaffolding for the scripted cancel, apart from the library under test:
  * each scripted Function raises `reached` and waits for `clicked`; the
- * user waits until all of them are there, cancels, and raises `clicked`. */
+ * user waits until all of them are there, cancels, and raises `clicked`.
+ * (A monitor: see script.h.) */
 struct meeting {
-    pthread_mutex_t mutex;
-    pthread_cond_t cond;
+    struct monitor mon;
     int reached;
     bool clicked;
 };
@@ -101,54 +84,23 @@ struct meeting {
 static void meeting_init(struct meeting *m)
 {
     *m = (struct meeting){.reached = 0};
-    int rc = pthread_mutex_init(&m->mutex, NULL);
-    if (rc == 0)
-        rc = pthread_cond_init(&m->cond, NULL);
-    if (rc != 0)
-        die("pthread_mutex/cond_init", rc);
+    monitor_init(&m->mon);
 }
 
 static void meeting_destroy(struct meeting *m)
 {
-    int rc = pthread_cond_destroy(&m->cond);
-    if (rc == 0)
-        rc = pthread_mutex_destroy(&m->mutex);
-    if (rc != 0)
-        die("pthread_mutex/cond_destroy", rc);
-}
-
-static void lock(struct meeting *m)
-{
-    int rc = pthread_mutex_lock(&m->mutex);
-    if (rc != 0)
-        die("pthread_mutex_lock", rc);
-}
-
-static void unlock_broadcast(struct meeting *m)
-{
-    int rc = pthread_cond_broadcast(&m->cond);
-    if (rc == 0)
-        rc = pthread_mutex_unlock(&m->mutex);
-    if (rc != 0)
-        die("pthread_cond/mutex", rc);
-}
-
-static void sleep_on(struct meeting *m)
-{
-    int rc = pthread_cond_wait(&m->cond, &m->mutex);
-    if (rc != 0)
-        die("pthread_cond_wait", rc);
+    monitor_destroy(&m->mon);
 }
 
 /* A scripted Function: here now; wait for the click. */
 static void meeting_arrive(struct meeting *m)
 {
-    lock(m);
+    monitor_lock(&m->mon);
     m->reached++;
-    pthread_cond_broadcast(&m->cond);
+    monitor_broadcast(&m->mon);
     while (!m->clicked)
-        sleep_on(m);
-    unlock_broadcast(m);
+        monitor_wait(&m->mon);
+    monitor_unlock(&m->mon);
 }
 
 /* ---- The query ----------------------------------------------------------- */
@@ -232,14 +184,15 @@ static int function(const void *in, void *out, void *arg, cancel_token ct)
 static void *user_clicks_the_cancel_button(void *arg)
 {
     struct query *q = arg;
-    lock(&q->meet);
+    monitor_lock(&q->meet.mon);
     while (q->meet.reached < q->scripted)
-        sleep_on(&q->meet);
+        monitor_wait(&q->meet.mon);
     int err = cancel_source_cancel(q->cts);
     if (err != 0)
         fail_err("cancel_source_cancel", err);
     q->meet.clicked = true;
-    unlock_broadcast(&q->meet);
+    monitor_broadcast(&q->meet.mon);
+    monitor_unlock(&q->meet.mon);
     return NULL;
 }
 

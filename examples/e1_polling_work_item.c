@@ -45,7 +45,6 @@
 #include <cancel/cancel.h>
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -53,78 +52,27 @@
 #include <string.h>
 #include <time.h>
 
+/* Not part of the port: the error helpers and the monitor of the gate. */
+#define EXAMPLE_NAME "e1_polling_work_item"
+#include "script.h"
+
 #define MS INT64_C(1000000) /* nanoseconds */
 #define ITERATIONS 100000   /* the loop bound of the original */
 
-static void fail(const char *what)
-{
-    fprintf(stderr, "e1_polling_work_item: %s\n", what);
-    exit(EXIT_FAILURE);
-}
-
-/* A library call failed: err is its negative errno value. */
-static void fail_err(const char *call, int err)
-{
-    fprintf(stderr, "e1_polling_work_item: %s: %s (%s)\n", call,
-            cancel_strerror(err), cancel_err_name(err));
-    exit(EXIT_FAILURE);
-}
-
-/* A pthread call failed: rc is its (positive) error number. */
-static void die(const char *call, int rc)
-{
-    fprintf(stderr, "e1_polling_work_item: %s: %s\n", call, strerror(rc));
-    exit(EXIT_FAILURE);
-}
-
-static void check(const char *call, int err)
-{
-    if (err != 0)
-        fail_err(call, err);
-}
-
 /* ---- Where main meets the work item -------------------------------------
  *
- * Scaffolding for the gated run, not part of the port: plain pthreads, so
- * that it is clearly apart from the library under test.
+ * Scaffolding for the gated run, not part of the port: a monitor of
+ * script.h, plain pthreads, so that it is clearly apart from the library
+ * under test.
  */
 struct meeting {
-    pthread_mutex_t mutex;
-    pthread_cond_t cond;
+    struct monitor mon;
     bool gated;    /* the item is held in the work of iteration hold_at */
     long hold_at;  /* K */
     bool held;     /* the item has reached that work and waits */
     bool released; /* main let it go on */
     bool done;     /* the item has finished with the token */
 };
-
-static void lock(struct meeting *m)
-{
-    int rc = pthread_mutex_lock(&m->mutex);
-    if (rc != 0)
-        die("pthread_mutex_lock", rc);
-}
-
-static void unlock(struct meeting *m)
-{
-    int rc = pthread_mutex_unlock(&m->mutex);
-    if (rc != 0)
-        die("pthread_mutex_unlock", rc);
-}
-
-static void broadcast(struct meeting *m)
-{
-    int rc = pthread_cond_broadcast(&m->cond);
-    if (rc != 0)
-        die("pthread_cond_broadcast", rc);
-}
-
-static void sleep_on(struct meeting *m)
-{
-    int rc = pthread_cond_wait(&m->cond, &m->mutex);
-    if (rc != 0)
-        die("pthread_cond_wait", rc);
-}
 
 /* A spin of about `ns` that does not look at the token: the work. */
 static void spin_for(int64_t ns)
@@ -150,12 +98,12 @@ static void work(struct meeting *m, long n)
     }
     if (n != m->hold_at)
         return;
-    lock(m);
+    monitor_lock(&m->mon);
     m->held = true;
-    broadcast(m);
+    monitor_broadcast(&m->mon);
     while (!m->released)
-        sleep_on(m);
-    unlock(m);
+        monitor_wait(&m->mon);
+    monitor_unlock(&m->mon);
 }
 
 /* ---- Thread 2: the listener ---------------------------------------------- */
@@ -188,10 +136,10 @@ static void do_some_work(void *arg)
 
     /* Tell main that the token is no longer used: from here on it may free
      * the source. */
-    lock(item->meet);
+    monitor_lock(&item->meet->mon);
     item->meet->done = true;
-    broadcast(item->meet);
-    unlock(item->meet);
+    monitor_broadcast(&item->meet->mon);
+    monitor_unlock(&item->meet->mon);
 }
 
 /* ---- Thread 1: main ------------------------------------------------------ */
@@ -241,11 +189,7 @@ int main(int argc, char **argv)
 
     static struct meeting meet;
     meet = (struct meeting){.gated = !timed, .hold_at = iterations};
-    int rc = pthread_mutex_init(&meet.mutex, NULL);
-    if (rc == 0)
-        rc = pthread_cond_init(&meet.cond, NULL);
-    if (rc != 0)
-        die("pthread_mutex/cond_init", rc);
+    monitor_init(&meet.mon);
 
     cancel_pool *pool = cancel_pool_new(1);
     if (pool == NULL)
@@ -266,11 +210,11 @@ int main(int argc, char **argv)
     } else {
         /* Instead of Thread.Sleep(2500): until the item has run K
          * iterations and is held in the work of the last of them. */
-        lock(&meet);
+        monitor_lock(&meet.mon);
         while (!meet.held && !meet.done)
-            sleep_on(&meet);
+            monitor_wait(&meet.mon);
         bool early = meet.done;
-        unlock(&meet);
+        monitor_unlock(&meet.mon);
         if (early)
             fail("the work item ended before the cancel");
     }
@@ -283,25 +227,21 @@ int main(int argc, char **argv)
     if (timed) {
         sleep_ms(sleep_ms_arg);
     } else {
-        lock(&meet);
+        monitor_lock(&meet.mon);
         meet.released = true;
-        broadcast(&meet);
-        unlock(&meet);
+        monitor_broadcast(&meet.mon);
+        monitor_unlock(&meet.mon);
     }
 
     /* Cancellation should have happened, so free the source - once the item
      * no longer uses its token (the original trusts the second sleep). */
-    lock(&meet);
+    monitor_lock(&meet.mon);
     while (!meet.done)
-        sleep_on(&meet);
-    unlock(&meet);
+        monitor_wait(&meet.mon);
+    monitor_unlock(&meet.mon);
     cancel_source_free(cts);
 
     cancel_pool_free(pool);
-    rc = pthread_cond_destroy(&meet.cond);
-    if (rc == 0)
-        rc = pthread_mutex_destroy(&meet.mutex);
-    if (rc != 0)
-        die("pthread_cond/mutex_destroy", rc);
+    monitor_destroy(&meet.mon);
     return EXIT_SUCCESS;
 }

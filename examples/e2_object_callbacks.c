@@ -37,6 +37,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Not part of the port: the error helpers. */
+#define EXAMPLE_NAME "e2_object_callbacks"
+#include "script.h"
+
 /* A user-defined object with its own method for cancellation. */
 struct cancelable_object {
     int id;
@@ -55,19 +59,6 @@ static struct {
     pthread_t thread;
     bool inside;
 } call_site;
-
-static void fail(const char *what)
-{
-    fprintf(stderr, "e2_object_callbacks: %s\n", what);
-    exit(EXIT_FAILURE);
-}
-
-static void fail_err(const char *call, int err)
-{
-    fprintf(stderr, "e2_object_callbacks: %s: %s (%s)\n", call,
-            cancel_strerror(err), cancel_err_name(err));
-    exit(EXIT_FAILURE);
-}
 
 /* CancelableObject.Cancel, in the shape of a cancel_callback. */
 static void cancelable_object_cancel(void *arg)

@@ -45,7 +45,6 @@
 #include <cancel/cancel.h>
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -53,104 +52,54 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Not part of the port: the error helpers, the monitor of the gate and
+ * the task status names. */
+#define EXAMPLE_NAME "e3_nested_loops"
+#include "script.h"
+
 #define COLUMNS 1000
 #define ROWS 500
 
-static void fail(const char *what)
-{
-    fprintf(stderr, "e3_nested_loops: %s\n", what);
-    exit(EXIT_FAILURE);
-}
-
-/* A library call failed: err is its negative errno value. */
-static void fail_err(const char *call, int err)
-{
-    fprintf(stderr, "e3_nested_loops: %s: %s (%s)\n", call,
-            cancel_strerror(err), cancel_err_name(err));
-    exit(EXIT_FAILURE);
-}
-
-/* A pthread call failed: rc is its (positive) error number. */
-static void die(const char *call, int rc)
-{
-    fprintf(stderr, "e3_nested_loops: %s: %s\n", call, strerror(rc));
-    exit(EXIT_FAILURE);
-}
-
-static void check(const char *call, int err)
-{
-    if (err != 0)
-        fail_err(call, err);
-}
-
 /* ---- Where main meets the task --------------------------------------------
  *
- * Scaffolding for the scripted run, not part of the port (plain pthreads):
- * when gated, the task stops after each column until main lets it go on.
+ * Scaffolding for the scripted run, not part of the port (a monitor of
+ * script.h, plain pthreads): when gated, the task stops after each column
+ * until main lets it go on.
  */
 struct meeting {
-    pthread_mutex_t mutex;
-    pthread_cond_t cond;
+    struct monitor mon;
     bool gated;
     int columns_done; /* columns the task has finished */
     int released;     /* columns after which main let it go on */
 };
 
-static void lock(struct meeting *m)
-{
-    int rc = pthread_mutex_lock(&m->mutex);
-    if (rc != 0)
-        die("pthread_mutex_lock", rc);
-}
-
-static void unlock(struct meeting *m)
-{
-    int rc = pthread_mutex_unlock(&m->mutex);
-    if (rc != 0)
-        die("pthread_mutex_unlock", rc);
-}
-
-static void broadcast(struct meeting *m)
-{
-    int rc = pthread_cond_broadcast(&m->cond);
-    if (rc != 0)
-        die("pthread_cond_broadcast", rc);
-}
-
-static void sleep_on(struct meeting *m)
-{
-    int rc = pthread_cond_wait(&m->cond, &m->mutex);
-    if (rc != 0)
-        die("pthread_cond_wait", rc);
-}
-
 /* Task: column `done` columns are finished; gated, wait for main. */
 static void column_finished(struct meeting *m, int done)
 {
-    lock(m);
+    monitor_lock(&m->mon);
     m->columns_done = done;
-    broadcast(m);
+    monitor_broadcast(&m->mon);
     while (m->gated && m->released < done)
-        sleep_on(m);
-    unlock(m);
+        monitor_wait(&m->mon);
+    monitor_unlock(&m->mon);
 }
 
 /* Main: wait until the task has finished n columns. */
 static void await_columns(struct meeting *m, int n)
 {
-    lock(m);
+    monitor_lock(&m->mon);
     while (m->columns_done < n)
-        sleep_on(m);
-    unlock(m);
+        monitor_wait(&m->mon);
+    monitor_unlock(&m->mon);
 }
 
 /* Main: let the task go on after its n-th column. */
 static void release_columns(struct meeting *m, int n)
 {
-    lock(m);
+    monitor_lock(&m->mon);
     m->released = n;
-    broadcast(m);
-    unlock(m);
+    monitor_broadcast(&m->mon);
+    monitor_unlock(&m->mon);
 }
 
 /* ---- The task: NestedLoops(rect, token) ---------------------------------- */
@@ -215,27 +164,6 @@ static int nested_loops(void *arg, cancel_token token)
 
 /* ---- Main ---------------------------------------------------------------- */
 
-static const char *status_name(cancel_task_status s)
-{
-    switch (s) {
-    case CANCEL_TASK_CREATED:
-        return "Created";
-    case CANCEL_TASK_WAITING_TO_RUN:
-        return "WaitingToRun";
-    case CANCEL_TASK_RUNNING:
-        return "Running";
-    case CANCEL_TASK_WAITING_FOR_CHILDREN:
-        return "WaitingForChildrenToComplete";
-    case CANCEL_TASK_RAN_TO_COMPLETION:
-        return "RanToCompletion";
-    case CANCEL_TASK_CANCELED:
-        return "Canceled";
-    case CANCEL_TASK_FAULTED:
-        return "Faulted";
-    }
-    return "?";
-}
-
 /* By hand: read keys until c or the end of input.  The task may finish all
  * its columns first; then the key only ends the program. */
 static void read_keys(void)
@@ -285,11 +213,7 @@ int main(int argc, char **argv)
 
     static struct meeting meet;
     meet = (struct meeting){.gated = !keys};
-    int rc = pthread_mutex_init(&meet.mutex, NULL);
-    if (rc == 0)
-        rc = pthread_cond_init(&meet.cond, NULL);
-    if (rc != 0)
-        die("pthread_mutex/cond_init", rc);
+    monitor_init(&meet.mon);
 
     cancel_pool *pool = cancel_pool_new(1);
     if (pool == NULL)
@@ -334,7 +258,7 @@ int main(int argc, char **argv)
 
     /* The original does not wait for the task; the port does, so that it
      * can print how the task ended and free the source after it. */
-    rc = cancel_task_wait(task, CANCEL_NONE, CANCEL_INFINITE);
+    int rc = cancel_task_wait(task, CANCEL_NONE, CANCEL_INFINITE);
     cancel_task_status status = cancel_task_status_of(task);
     printf("Task status: %s\n", status_name(status));
     fflush(stdout);
@@ -354,10 +278,6 @@ int main(int argc, char **argv)
     cancel_task_release(task);
     cancel_source_free(token_source);
     cancel_pool_free(pool);
-    rc = pthread_cond_destroy(&meet.cond);
-    if (rc == 0)
-        rc = pthread_mutex_destroy(&meet.mutex);
-    if (rc != 0)
-        die("pthread_cond/mutex_destroy", rc);
+    monitor_destroy(&meet.mon);
     return EXIT_SUCCESS;
 }

@@ -61,34 +61,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* Not part of the port: the error helpers. */
+#define EXAMPLE_NAME "e4_callback_request"
+#include "script.h"
+
 #define RESPONSE_BODY "Hello from the local server.\n"
-
-static void fail(const char *what)
-{
-    fprintf(stderr, "e4_callback_request: %s\n", what);
-    exit(EXIT_FAILURE);
-}
-
-/* A library call failed: err is its negative errno value. */
-static void fail_err(const char *call, int err)
-{
-    fprintf(stderr, "e4_callback_request: %s: %s (%s)\n", call,
-            cancel_strerror(err), cancel_err_name(err));
-    exit(EXIT_FAILURE);
-}
-
-/* A POSIX or pthread call failed: rc is its (positive) error number. */
-static void die(const char *call, int rc)
-{
-    fprintf(stderr, "e4_callback_request: %s: %s\n", call, strerror(rc));
-    exit(EXIT_FAILURE);
-}
-
-static void check(const char *call, int err)
-{
-    if (err != 0)
-        fail_err(call, err);
-}
 
 /* ---- The local server ---------------------------------------------------
  *

@@ -20,9 +20,11 @@
  *   -ETIMEDOUT                       I timed out.              RanToCompletion
  *   returned 0, the event            Working...  (a little work, next pass)
  *
- * There is no task layer yet: the task is a thread whose body returns 0
- * (RanToCompletion) or -ECANCELED with its token recorded by cancel_throw /
- * cancel_check (Canceled); main prints `Status: <status>` once it ended.
+ * The task of the original is a plain thread here, so that the example is
+ * only about the wait: its body returns 0 (RanToCompletion) or -ECANCELED
+ * with its token recorded by cancel_throw / cancel_check (Canceled), the
+ * rules cancel_task applies (E9 shows them on real tasks); main prints
+ * `Status: <status>` once it ended.
  *
  * Usage:
  *   e5_wait_any [--script NAME] [--timeout-ms N]
@@ -54,17 +56,12 @@
  * exits 1; a Faulted worker exits 1 too.
  */
 #define _POSIX_C_SOURCE 200809L
-#ifdef __linux__
-#define _DEFAULT_SOURCE /* syscall(SYS_gettid) */
-#endif
 
 #include <cancel/cancel.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -72,9 +69,13 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#ifdef __linux__
-#include <sys/syscall.h>
-#endif
+
+/* Scaffolding, not part of the port: the error helpers, and the meeting
+ * where main meets the worker in the scripted runs - the worker announces
+ * there each wait-any it is about to make and each pass of work it
+ * begins, and, when gated, stops at each pass until main lets it go on. */
+#define EXAMPLE_NAME "e5_wait_any"
+#include "script.h"
 
 #define MS INT64_C(1000000) /* nanoseconds */
 
@@ -83,197 +84,13 @@
  * sanitizer builds on busy machines, and still far below any timeout. */
 #define WAKE_BOUND_NS (2000 * MS)
 
-static void fail(const char *what)
-{
-    fprintf(stderr, "e5_wait_any: %s\n", what);
-    exit(EXIT_FAILURE);
-}
-
-/* A library call failed: err is its negative errno value. */
-static void fail_err(const char *call, int err)
-{
-    fprintf(stderr, "e5_wait_any: %s: %s (%s)\n", call, cancel_strerror(err),
-            cancel_err_name(err));
-    exit(EXIT_FAILURE);
-}
-
-/* A pthread call failed: rc is its (positive) error number. */
-static void die(const char *call, int rc)
-{
-    fprintf(stderr, "e5_wait_any: %s: %s\n", call, strerror(rc));
-    exit(EXIT_FAILURE);
-}
-
-static void check(const char *call, int err)
-{
-    if (err != 0)
-        fail_err(call, err);
-}
-
-/* ---- Where main meets the worker ---------------------------------------
- *
- * Scaffolding for the scripted runs, not part of the port: the worker
- * counts here the waits it is about to make and the passes of work it
- * begins, and, when gated, stops at each pass until main lets it go on.
- * Plain pthreads, so that it is clearly apart from the library under test.
- */
-struct meeting {
-    pthread_mutex_t mutex;
-    pthread_cond_t cond;
-    bool gated;   /* scripted: each pass of work waits for main */
-    int waits;    /* wait-any calls the worker is about to make (or made) */
-    int passes;   /* passes of work begun */
-    int released; /* passes of work main let finish */
-    long tid;     /* the worker's kernel thread id (Linux) */
-};
-
-static void meeting_lock(struct meeting *m)
-{
-    int rc = pthread_mutex_lock(&m->mutex);
-    if (rc != 0)
-        die("pthread_mutex_lock", rc);
-}
-
-static void meeting_unlock(struct meeting *m)
-{
-    int rc = pthread_mutex_unlock(&m->mutex);
-    if (rc != 0)
-        die("pthread_mutex_unlock", rc);
-}
-
-static void meeting_broadcast(struct meeting *m)
-{
-    int rc = pthread_cond_broadcast(&m->cond);
-    if (rc != 0)
-        die("pthread_cond_broadcast", rc);
-}
-
-static void meeting_sleep(struct meeting *m)
-{
-    int rc = pthread_cond_wait(&m->cond, &m->mutex);
-    if (rc != 0)
-        die("pthread_cond_wait", rc);
-}
-
-static void meeting_init(struct meeting *m, bool gated)
-{
-    *m = (struct meeting){.gated = gated};
-    int rc = pthread_mutex_init(&m->mutex, NULL);
-    if (rc != 0)
-        die("pthread_mutex_init", rc);
-    rc = pthread_cond_init(&m->cond, NULL);
-    if (rc != 0)
-        die("pthread_cond_init", rc);
-}
-
-static void meeting_destroy(struct meeting *m)
-{
-    int rc = pthread_cond_destroy(&m->cond);
-    if (rc == 0)
-        rc = pthread_mutex_destroy(&m->mutex);
-    if (rc != 0)
-        die("pthread_cond/mutex_destroy", rc);
-}
-
-/* The calling thread's kernel id on Linux, else 0. */
-static long current_tid(void)
-{
-#ifdef __linux__
-    return syscall(SYS_gettid);
-#else
-    return 0;
-#endif
-}
-
-/* Whether thread tid sleeps in the kernel (state S in
- * /proc/self/task/<tid>/stat): 1 yes, 0 not now, -1 cannot tell. */
-static int thread_asleep(long tid)
-{
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/self/task/%ld/stat", tid);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')'); /* after "tid (name)" */
-    if (p == NULL || p[1] != ' ')
-        return -1;
-    return p[2] == 'S';
-}
-
-/* Worker: about to call wait-any. */
-static void meeting_before_wait(struct meeting *m)
-{
-    meeting_lock(m);
-    m->tid = current_tid();
-    m->waits++;
-    meeting_broadcast(m);
-    meeting_unlock(m);
-}
-
-/* Worker: one pass of work - Thread.SpinWait(5000000) of the original.
- * Gated, it lasts until main releases it; by hand, a tenth of a second.
- * Either way the token is not looked at meanwhile. */
-static void meeting_work(struct meeting *m)
-{
-    meeting_lock(m);
-    int pass = ++m->passes;
-    meeting_broadcast(m);
-    while (m->gated && m->released < pass)
-        meeting_sleep(m);
-    meeting_unlock(m);
-    if (!m->gated) {
-        struct timespec tenth = {0, 100 * MS};
-        nanosleep(&tenth, NULL); /* EINTR only shortens the "work" */
-    }
-}
-
-/* Main: wait until *counter (a field of m) reaches n. */
-static void meeting_await(struct meeting *m, const int *counter, int n)
-{
-    meeting_lock(m);
-    while (*counter < n)
-        meeting_sleep(m);
-    meeting_unlock(m);
-}
-
-/* Main: let the worker finish the pass it is in. */
-static void meeting_release(struct meeting *m)
-{
-    meeting_lock(m);
-    m->released++;
-    meeting_broadcast(m);
-    meeting_unlock(m);
-}
-
-/* Main: wait until the worker has announced its n-th wait and sleeps in
- * it, blocked in the kernel.  A gate, not a sleep (the unit tests use the
- * same one): the worker announces right before calling cancel_wait_any, and
- * the first place in it that can sleep comes after the wait has read its
- * deadline and hooked itself on everything that can wake it.  Where
- * /proc cannot tell (not Linux), it returns after the announcement only.
- */
-static void meeting_await_asleep(struct meeting *m, int n)
-{
-    meeting_await(m, &m->waits, n);
-    meeting_lock(m);
-    long tid = m->tid;
-    meeting_unlock(m);
-    while (thread_asleep(tid) == 0)
-        sched_yield();
-}
-
 /* ---- The worker: DoWork(token) ------------------------------------------ */
 
 struct worker {
     cancel_token token; /* borrowed: main frees the source after the join */
     cancel_event *mre;  /* the old-style event: waited on without a token */
     int64_t timeout_ns; /* the wait-any timeout */
-    struct meeting *meet;
+    struct worker_meeting *meet;
     cancel_event *ended; /* set when the body has returned */
     int rc;              /* what the body returned */
     const char *status;  /* the task status that gives */
@@ -295,7 +112,7 @@ static int do_work(struct worker *w)
 
     for (;;) {
         /* Wait on the event if it is not signaled. */
-        meeting_before_wait(w->meet);
+        announce_wait(w->meet);
         int index = cancel_wait_any(handles, 2, w->timeout_ns);
         if (index < 0 && index != -ETIMEDOUT)
             return index; /* the wait itself failed: Faulted */
@@ -318,7 +135,8 @@ static int do_work(struct worker *w)
         } else {
             puts("Working...");
             fflush(stdout);
-            meeting_work(w->meet); /* simulating work */
+            /* Simulating work: Thread.SpinWait(5000000). */
+            work_a_pass(w->meet);
         }
     }
 }
@@ -355,7 +173,7 @@ struct demo {
     cancel_event ended;  /* the worker's body returned */
     cancel_clock *clock; /* scripted: the manual clock */
     bool echo;           /* scripted: echo each key */
-    struct meeting meet;
+    struct worker_meeting meet;
     struct worker worker;
     pthread_t thread;
 };
@@ -408,21 +226,21 @@ static int64_t real_now(void)
 /* s; three passes, p during the third; c while the worker waits again. */
 static void script_canceled_waiting(struct demo *d)
 {
-    struct meeting *m = &d->meet;
+    struct worker_meeting *m = &d->meet;
 
-    meeting_await(m, &m->waits, 1);
+    await_waits(m, 1);
     press(d, 's');
     for (int pass = 1; pass <= 3; pass++) {
-        meeting_await(m, &m->passes, pass);
+        await_passes(m, pass);
         if (pass == 3)
             press(d, 'p');
-        meeting_release(m);
+        release_pass(m);
     }
     /* The worker waits on a reset event: let it fall asleep there, so that
      * the cancel wakes a blocked waiter.  (Where that cannot be told, the
      * cancel may come first; wait-any then finds the handle readable on
      * entry and returns 1 all the same.) */
-    meeting_await_asleep(m, 4);
+    await_asleep(m, 4);
     int64_t canceled_at = real_now();
     press(d, 'c');
     join_worker(d);
@@ -438,29 +256,29 @@ static void script_canceled_waiting(struct demo *d)
 /* s; c during the second pass: the next wait-any returns the event. */
 static void script_canceled_running(struct demo *d)
 {
-    struct meeting *m = &d->meet;
+    struct worker_meeting *m = &d->meet;
 
-    meeting_await(m, &m->waits, 1);
+    await_waits(m, 1);
     press(d, 's');
-    meeting_await(m, &m->passes, 1);
-    meeting_release(m);
-    meeting_await(m, &m->passes, 2);
+    await_passes(m, 1);
+    release_pass(m);
+    await_passes(m, 2);
     press(d, 'c');
-    meeting_release(m);
+    release_pass(m);
     join_worker(d);
 }
 
 /* s; p during the first pass; then the timeout passes with no key. */
 static void script_timeout(struct demo *d)
 {
-    struct meeting *m = &d->meet;
+    struct worker_meeting *m = &d->meet;
 
-    meeting_await(m, &m->waits, 1);
+    await_waits(m, 1);
     press(d, 's');
-    meeting_await(m, &m->passes, 1);
+    await_passes(m, 1);
     press(d, 'p');
-    meeting_release(m);
-    meeting_await_asleep(m, 2);
+    release_pass(m);
+    await_asleep(m, 2);
 
     int64_t t = d->worker.timeout_ns;
     if (t % (1000 * MS) == 0)
@@ -495,7 +313,7 @@ static void run_keys(struct demo *d)
         CANCEL_WAIT_FD(STDIN_FILENO, POLLIN),
     };
 
-    meeting_await(&d->meet, &d->meet.waits, 1); /* the worker is ready */
+    await_waits(&d->meet, 1); /* the worker is ready */
     for (;;) {
         int index = cancel_wait_any(items, 2, CANCEL_INFINITE);
         if (index < 0)
@@ -581,7 +399,7 @@ int main(int argc, char **argv)
         check("cancel_clock_install", cancel_clock_install(d.clock));
         d.echo = true;
     }
-    meeting_init(&d.meet, !keys);
+    worker_meeting_init(&d.meet, !keys);
     d.worker = (struct worker){
         .token = cancel_source_token(d.cts),
         .mre = &d.mre,
@@ -617,7 +435,7 @@ int main(int argc, char **argv)
         check("cancel_clock_install", cancel_clock_install(NULL));
         cancel_clock_free(d.clock);
     }
-    meeting_destroy(&d.meet);
+    worker_meeting_destroy(&d.meet);
     cancel_source_free(d.cts); /* cts.Dispose() */
     return status;
 }

@@ -61,7 +61,6 @@
 #include <cancel/cancel.h>
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -70,34 +69,12 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Not part of the port: the error helpers, the monitor of the meeting and
+ * the task status names. */
+#define EXAMPLE_NAME "e7_linked_timeout"
+#include "script.h"
+
 #define MS INT64_C(1000000) /* nanoseconds */
-
-static void fail(const char *what)
-{
-    fprintf(stderr, "e7_linked_timeout: %s\n", what);
-    exit(EXIT_FAILURE);
-}
-
-/* A library call failed: err is its negative errno value. */
-static void fail_err(const char *call, int err)
-{
-    fprintf(stderr, "e7_linked_timeout: %s: %s (%s)\n", call,
-            cancel_strerror(err), cancel_err_name(err));
-    exit(EXIT_FAILURE);
-}
-
-/* A pthread call failed: rc is its (positive) error number. */
-static void die(const char *call, int rc)
-{
-    fprintf(stderr, "e7_linked_timeout: %s: %s\n", call, strerror(rc));
-    exit(EXIT_FAILURE);
-}
-
-static void check(const char *call, int err)
-{
-    if (err != 0)
-        fail_err(call, err);
-}
 
 static void say(const char *line)
 {
@@ -107,65 +84,28 @@ static void say(const char *line)
 
 /* ---- Where the UI meets the worker ----------------------------------------
  *
- * Scaffolding for the scripted runs, not part of the port (plain pthreads):
- * the worker counts the passes of work it begins and, when gated, stops in
- * each until it is let go on; the UI task says when it has shown its
- * message (instead of main's Thread.Sleep(1000)).
+ * Scaffolding for the scripted runs, not part of the port (a monitor of
+ * script.h, plain pthreads): the worker counts the passes of work it
+ * begins and, when gated, stops in each until it is let go on; the UI task
+ * says when it has shown its message (instead of main's Thread.Sleep(1000)).
  */
 struct meeting {
-    pthread_mutex_t mutex;
-    pthread_cond_t cond;
+    struct monitor mon;
     bool gated;
     bool ui_ready; /* the UI task has printed its message */
     int passes;    /* passes of work begun */
     int released;  /* passes of work let finish */
 };
 
-static void lock(struct meeting *m)
-{
-    int rc = pthread_mutex_lock(&m->mutex);
-    if (rc != 0)
-        die("pthread_mutex_lock", rc);
-}
-
-static void unlock(struct meeting *m)
-{
-    int rc = pthread_mutex_unlock(&m->mutex);
-    if (rc != 0)
-        die("pthread_mutex_unlock", rc);
-}
-
-static void broadcast(struct meeting *m)
-{
-    int rc = pthread_cond_broadcast(&m->cond);
-    if (rc != 0)
-        die("pthread_cond_broadcast", rc);
-}
-
-static void sleep_on(struct meeting *m)
-{
-    int rc = pthread_cond_wait(&m->cond, &m->mutex);
-    if (rc != 0)
-        die("pthread_cond_wait", rc);
-}
-
 static void meeting_init(struct meeting *m, bool gated)
 {
     *m = (struct meeting){.gated = gated};
-    int rc = pthread_mutex_init(&m->mutex, NULL);
-    if (rc == 0)
-        rc = pthread_cond_init(&m->cond, NULL);
-    if (rc != 0)
-        die("pthread_mutex/cond_init", rc);
+    monitor_init(&m->mon);
 }
 
 static void meeting_destroy(struct meeting *m)
 {
-    int rc = pthread_cond_destroy(&m->cond);
-    if (rc == 0)
-        rc = pthread_mutex_destroy(&m->mutex);
-    if (rc != 0)
-        die("pthread_cond/mutex_destroy", rc);
+    monitor_destroy(&m->mon);
 }
 
 /* Worker: one pass of work, Thread.SpinWait(7500000) of the original.
@@ -178,46 +118,46 @@ static void meeting_work(struct meeting *m)
         nanosleep(&pass, NULL); /* EINTR only shortens the "work" */
         return;
     }
-    lock(m);
+    monitor_lock(&m->mon);
     int pass = ++m->passes;
-    broadcast(m);
+    monitor_broadcast(&m->mon);
     while (m->released < pass)
-        sleep_on(m);
-    unlock(m);
+        monitor_wait(&m->mon);
+    monitor_unlock(&m->mon);
 }
 
 /* Wait until *counter (a field of m) reaches n. */
 static void meeting_await(struct meeting *m, const int *counter, int n)
 {
-    lock(m);
+    monitor_lock(&m->mon);
     while (*counter < n)
-        sleep_on(m);
-    unlock(m);
+        monitor_wait(&m->mon);
+    monitor_unlock(&m->mon);
 }
 
 /* Let the worker finish the pass it is in. */
 static void meeting_release(struct meeting *m)
 {
-    lock(m);
+    monitor_lock(&m->mon);
     m->released++;
-    broadcast(m);
-    unlock(m);
+    monitor_broadcast(&m->mon);
+    monitor_unlock(&m->mon);
 }
 
 static void meeting_ui_ready(struct meeting *m)
 {
-    lock(m);
+    monitor_lock(&m->mon);
     m->ui_ready = true;
-    broadcast(m);
-    unlock(m);
+    monitor_broadcast(&m->mon);
+    monitor_unlock(&m->mon);
 }
 
 static void meeting_await_ui(struct meeting *m)
 {
-    lock(m);
+    monitor_lock(&m->mon);
     while (!m->ui_ready)
-        sleep_on(m);
-    unlock(m);
+        monitor_wait(&m->mon);
+    monitor_unlock(&m->mon);
 }
 
 /* ---- The worker: WorkerWithTimer ----------------------------------------- */
@@ -416,27 +356,6 @@ static int ui_task(void *arg, cancel_token t)
         break;
     }
     return 0;
-}
-
-static const char *status_name(cancel_task_status s)
-{
-    switch (s) {
-    case CANCEL_TASK_CREATED:
-        return "Created";
-    case CANCEL_TASK_WAITING_TO_RUN:
-        return "WaitingToRun";
-    case CANCEL_TASK_RUNNING:
-        return "Running";
-    case CANCEL_TASK_WAITING_FOR_CHILDREN:
-        return "WaitingForChildrenToComplete";
-    case CANCEL_TASK_RAN_TO_COMPLETION:
-        return "RanToCompletion";
-    case CANCEL_TASK_CANCELED:
-        return "Canceled";
-    case CANCEL_TASK_FAULTED:
-        return "Faulted";
-    }
-    return "?";
 }
 
 static int run_demo(enum script script, int64_t timeout_ns)

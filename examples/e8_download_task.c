@@ -66,55 +66,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* Not part of the port: the error helpers and the task status names. */
+#define EXAMPLE_NAME "e8_download_task"
+#include "script.h"
+
 #define RESPONSE_BODY "Hello from the local server.\n"
-
-static void fail(const char *what)
-{
-    fprintf(stderr, "e8_download_task: %s\n", what);
-    exit(EXIT_FAILURE);
-}
-
-/* A library call failed: err is its negative errno value. */
-static void fail_err(const char *call, int err)
-{
-    fprintf(stderr, "e8_download_task: %s: %s (%s)\n", call,
-            cancel_strerror(err), cancel_err_name(err));
-    exit(EXIT_FAILURE);
-}
-
-/* A POSIX or pthread call failed: rc is its (positive) error number. */
-static void die(const char *call, int rc)
-{
-    fprintf(stderr, "e8_download_task: %s: %s\n", call, strerror(rc));
-    exit(EXIT_FAILURE);
-}
-
-static void check(const char *call, int err)
-{
-    if (err != 0)
-        fail_err(call, err);
-}
-
-static const char *status_name(cancel_task_status s)
-{
-    switch (s) {
-    case CANCEL_TASK_CREATED:
-        return "Created";
-    case CANCEL_TASK_WAITING_TO_RUN:
-        return "WaitingToRun";
-    case CANCEL_TASK_RUNNING:
-        return "Running";
-    case CANCEL_TASK_WAITING_FOR_CHILDREN:
-        return "WaitingForChildrenToComplete";
-    case CANCEL_TASK_RAN_TO_COMPLETION:
-        return "RanToCompletion";
-    case CANCEL_TASK_CANCELED:
-        return "Canceled";
-    case CANCEL_TASK_FAULTED:
-        return "Faulted";
-    }
-    return "?";
-}
 
 /* ---- The local server (scaffolding: it stands in for www.contoso.com) --- */
 

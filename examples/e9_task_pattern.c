@@ -54,46 +54,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void fail(const char *what)
-{
-    fprintf(stderr, "e9_task_pattern: %s\n", what);
-    exit(EXIT_FAILURE);
-}
-
-/* A library call failed: err is its negative errno value. */
-static void fail_err(const char *call, int err)
-{
-    fprintf(stderr, "e9_task_pattern: %s: %s (%s)\n", call,
-            cancel_strerror(err), cancel_err_name(err));
-    exit(EXIT_FAILURE);
-}
-
-static void check(const char *call, int err)
-{
-    if (err != 0)
-        fail_err(call, err);
-}
-
-static const char *status_name(cancel_task_status s)
-{
-    switch (s) {
-    case CANCEL_TASK_CREATED:
-        return "Created";
-    case CANCEL_TASK_WAITING_TO_RUN:
-        return "WaitingToRun";
-    case CANCEL_TASK_RUNNING:
-        return "Running";
-    case CANCEL_TASK_WAITING_FOR_CHILDREN:
-        return "WaitingForChildrenToComplete";
-    case CANCEL_TASK_RAN_TO_COMPLETION:
-        return "RanToCompletion";
-    case CANCEL_TASK_CANCELED:
-        return "Canceled";
-    case CANCEL_TASK_FAULTED:
-        return "Faulted";
-    }
-    return "?";
-}
+/* Not part of the port: the error helpers and the task status names. */
+#define EXAMPLE_NAME "e9_task_pattern"
+#include "script.h"
 
 /* "0" or "-ECANCELED". */
 static const char *code_name(int rc, char *buf, size_t len)

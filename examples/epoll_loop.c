@@ -42,48 +42,31 @@
  * The output is the same on every run.  On a failed call the program says
  * why on stderr and exits 1; on a usage error it exits 2.
  */
-#define _GNU_SOURCE /* pipe2, syscall(SYS_gettid) */
+#define _GNU_SOURCE /* pipe2 */
 
 #include <cancel/cancel.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/syscall.h>
 #include <unistd.h>
+
+/* Scaffolding, not part of the pattern: the error helpers, and the meeting
+ * that makes the producer's cancel wake a sleeping epoll_wait. */
+#define EXAMPLE_NAME "epoll_loop"
+#include "script.h"
 
 #define MS INT64_C(1000000) /* nanoseconds */
 #define NJOBS 3
 
 static const char *const job_names[NJOBS] = {
     "resize photo.jpg", "compress notes.txt", "upload report.pdf"};
-
-static void fail_errno(const char *call)
-{
-    fprintf(stderr, "epoll_loop: %s: %s\n", call, strerror(errno));
-    exit(EXIT_FAILURE);
-}
-
-/* A library call failed: err is its negative errno value. */
-static void fail_err(const char *call, int err)
-{
-    fprintf(stderr, "epoll_loop: %s: %s (%s)\n", call, cancel_strerror(err),
-            cancel_err_name(err));
-    exit(EXIT_FAILURE);
-}
-
-static void check(const char *call, int err)
-{
-    if (err < 0)
-        fail_err(call, err);
-}
 
 static void usage(void)
 {
@@ -100,74 +83,30 @@ static void send_job(int fd, int i)
     int n = snprintf(line, sizeof line, "%d: %s\n", i + 1, job_names[i]);
     /* A line is far below PIPE_BUF: written whole, never split. */
     if (write(fd, line, (size_t)n) != n)
-        fail_errno("write");
+        die("write", errno);
 }
 
 /* ---- What the loop and the producer share ------------------------------
  *
  * Scaffolding for a deterministic run, not part of the pattern: the loop
- * says here when it is about to block, and the producer waits for that
- * before it cancels, so that the cancel has to wake a sleeping epoll_wait.
+ * says at the meeting (script.h) when it is about to block, and the
+ * producer waits for that before it cancels, so that the cancel has to
+ * wake a sleeping epoll_wait.
  */
 struct shared {
     cancel_source *src;
-    int jobs_wr;             /* the producer's end of the pipe */
-    cancel_semaphore served; /* one count per job the loop served */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int waits;     /* epoll_wait calls the loop is about to make */
-    int served_in; /* the wait that returned the last job served */
-    long loop_tid; /* the loop's kernel thread id */
+    int jobs_wr;                /* the producer's end of the pipe */
+    cancel_semaphore served;    /* one count per job the loop served */
+    struct worker_meeting meet; /* its waits: the loop's epoll_wait calls */
+    int served_in; /* under meet.mon: the wait that brought the last job */
 };
-
-static void announce_wait(struct shared *sh)
-{
-    pthread_mutex_lock(&sh->mu);
-    sh->loop_tid = syscall(SYS_gettid);
-    sh->waits++;
-    pthread_cond_broadcast(&sh->cv);
-    pthread_mutex_unlock(&sh->mu);
-}
-
-/* Whether thread tid sleeps in the kernel (state S in
- * /proc/self/task/<tid>/stat): 1 yes, 0 not now, -1 cannot tell. */
-static int thread_asleep(long tid)
-{
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/self/task/%ld/stat", tid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')'); /* after "tid (name)" */
-    if (p == NULL || p[1] != ' ')
-        return -1;
-    return p[2] == 'S';
-}
-
-/* Wait until the loop has announced more than `after` waits and sleeps in
- * the last one. */
-static void await_loop_asleep(struct shared *sh, int after)
-{
-    pthread_mutex_lock(&sh->mu);
-    while (sh->waits <= after)
-        pthread_cond_wait(&sh->cv, &sh->mu);
-    long tid = sh->loop_tid;
-    pthread_mutex_unlock(&sh->mu);
-    while (thread_asleep(tid) == 0)
-        sched_yield();
-}
 
 /* The wait whose events brought the last job served. */
 static int served_in(struct shared *sh)
 {
-    pthread_mutex_lock(&sh->mu);
+    monitor_lock(&sh->meet.mon);
     int n = sh->served_in;
-    pthread_mutex_unlock(&sh->mu);
+    monitor_unlock(&sh->meet.mon);
     return n;
 }
 
@@ -182,8 +121,9 @@ static void *producer(void *arg)
         check("cancel_semaphore_wait",
               cancel_semaphore_wait(&sh->served, CANCEL_NONE, CANCEL_INFINITE));
     }
-    /* The loop served the last job; let it go back to sleep first. */
-    await_loop_asleep(sh, served_in(sh));
+    /* The loop served the last job; let it go back to sleep first, in the
+     * wait after the one that brought the job. */
+    await_asleep(&sh->meet, served_in(sh) + 1);
     printf("producer: all %d jobs served; cancels the token from its own "
            "thread\n",
            NJOBS);
@@ -210,7 +150,7 @@ static void watch(int ep, int fd, uint32_t what)
 {
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = what};
     if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0)
-        fail_errno("epoll_ctl(ADD)");
+        die("epoll_ctl(ADD)", errno);
 }
 
 /* Serve every whole line in the buffer. */
@@ -222,9 +162,9 @@ static void serve_lines(struct loop *l)
         printf("loop: served job %s\n", start);
         l->served++;
         if (l->sh != NULL) {
-            pthread_mutex_lock(&l->sh->mu);
-            l->sh->served_in = l->sh->waits;
-            pthread_mutex_unlock(&l->sh->mu);
+            monitor_lock(&l->sh->meet.mon);
+            l->sh->served_in = l->sh->meet.waits;
+            monitor_unlock(&l->sh->meet.mon);
             check("cancel_semaphore_release",
                   cancel_semaphore_release(&l->sh->served, 1));
         }
@@ -251,7 +191,7 @@ static bool serve_jobs(struct loop *l)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return true;
-        fail_errno("read");
+        die("read", errno);
     }
 }
 
@@ -276,13 +216,13 @@ static void run_loop(struct loop *l)
          * nothing is ready is the loop idle: arm the timer, then block. */
         int timeout = l->idle_timeout_ns >= 0 && !armed ? 0 : -1;
         if (l->sh != NULL)
-            announce_wait(l->sh);
+            announce_wait(&l->sh->meet);
         struct epoll_event events[4];
         int n = epoll_wait(l->ep, events, 4, timeout);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            fail_errno("epoll_wait");
+            die("epoll_wait", errno);
         }
         if (n == 0) {
             printf("loop: out of work; the token cancels itself in %lld ms\n",
@@ -338,20 +278,20 @@ int main(int argc, char **argv)
 
     cancel_source *src = cancel_source_new();
     if (src == NULL)
-        fail_errno("cancel_source_new");
+        die("cancel_source_new", errno);
     cancel_token token = cancel_source_token(src);
 
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0)
-        fail_errno("pipe2");
+        die("pipe2", errno);
     /* Our own pipe: the loop's end may be non-blocking. */
     if (fcntl(p[0], F_SETFL, fcntl(p[0], F_GETFL) | O_NONBLOCK) < 0)
-        fail_errno("fcntl");
+        die("fcntl", errno);
 
     struct loop l = {.jobs_rd = p[0], .src = src, .idle_timeout_ns = -1};
     l.ep = epoll_create1(EPOLL_CLOEXEC);
     if (l.ep < 0)
-        fail_errno("epoll_create1");
+        die("epoll_create1", errno);
     int token_fd = cancel_token_fd(token);
     check("cancel_token_fd", token_fd);
     watch(l.ep, p[0], JOBS);
@@ -365,11 +305,10 @@ int main(int argc, char **argv)
                "cancels\n");
         check("cancel_semaphore_init",
               cancel_semaphore_init(&sh.served, 0, NJOBS));
-        pthread_mutex_init(&sh.mu, NULL);
-        pthread_cond_init(&sh.cv, NULL);
+        worker_meeting_init(&sh.meet, false);
         l.sh = &sh;
         if ((errno = pthread_create(&thread, NULL, producer, &sh)) != 0)
-            fail_errno("pthread_create");
+            die("pthread_create", errno);
         break;
     case IDLE_TIMEOUT:
         printf("epoll_loop: the loop serves a pipe; it stops after %ld ms "
@@ -393,10 +332,9 @@ int main(int argc, char **argv)
 
     if (mode == PRODUCER) {
         if ((errno = pthread_join(thread, NULL)) != 0)
-            fail_errno("pthread_join");
+            die("pthread_join", errno);
         check("cancel_semaphore_destroy", cancel_semaphore_destroy(&sh.served));
-        pthread_cond_destroy(&sh.cv);
-        pthread_mutex_destroy(&sh.mu);
+        worker_meeting_destroy(&sh.meet);
     }
     printf("loop: ended; %d jobs served, %d left in the pipe\n", l.served,
            jobs_left(&l));
@@ -404,7 +342,7 @@ int main(int argc, char **argv)
     /* The token's fd belongs to the source: take it out of the set, never
      * close it, and only then free the source (which closes it). */
     if (epoll_ctl(l.ep, EPOLL_CTL_DEL, token_fd, NULL) < 0)
-        fail_errno("epoll_ctl(DEL)");
+        die("epoll_ctl(DEL)", errno);
     close(l.ep);
     close(p[0]);
     close(p[1]);

@@ -54,66 +54,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Not part of the port: the error helpers and the monitor of the key press. */
+#define EXAMPLE_NAME "s1_parallel_foreach"
+#include "script.h"
+
 #define COUNT 10000000  /* Enumerable.Range(0, 10000000) */
 #define WORKERS 4       /* po.MaxDegreeOfParallelism */
 #define FOREIGN_AT 5000 /* --foreign: the iteration that is canceled */
-
-static void fail(const char *what)
-{
-    fprintf(stderr, "s1_parallel_foreach: %s\n", what);
-    exit(EXIT_FAILURE);
-}
-
-/* A library call failed: err is its negative errno value. */
-static void fail_err(const char *call, int err)
-{
-    fprintf(stderr, "s1_parallel_foreach: %s: %s (%s)\n", call,
-            cancel_strerror(err), cancel_err_name(err));
-    exit(EXIT_FAILURE);
-}
-
-/* A pthread call failed: rc is its (positive) error number. */
-static void die(const char *call, int rc)
-{
-    fprintf(stderr, "s1_parallel_foreach: %s: %s\n", call, strerror(rc));
-    exit(EXIT_FAILURE);
-}
 
 /* ---- The key press: plain pthreads ---------------------------------------
  *
  * Scaffolding for the scripted key, apart from the library under test:
  * each iteration counts itself in and waits until the key was pressed;
  * the user waits until WORKERS iterations are in, cancels, and lets them
- * go on. */
+ * go on.  (A monitor: see script.h.) */
 struct meeting {
-    pthread_mutex_t mutex;
-    pthread_cond_t cond;
+    struct monitor mon;
     int in;       /* iterations that reached the meeting */
     bool pressed; /* the user pressed 'c' (and canceled) */
 };
-
-static void lock(struct meeting *m)
-{
-    int rc = pthread_mutex_lock(&m->mutex);
-    if (rc != 0)
-        die("pthread_mutex_lock", rc);
-}
-
-static void unlock_broadcast(struct meeting *m)
-{
-    int rc = pthread_cond_broadcast(&m->cond);
-    if (rc == 0)
-        rc = pthread_mutex_unlock(&m->mutex);
-    if (rc != 0)
-        die("pthread_cond/mutex", rc);
-}
-
-static void sleep_on(struct meeting *m)
-{
-    int rc = pthread_cond_wait(&m->cond, &m->mutex);
-    if (rc != 0)
-        die("pthread_cond_wait", rc);
-}
 
 /* ---- The loop ------------------------------------------------------------ */
 
@@ -145,12 +104,12 @@ static int body(void *item, void *arg, cancel_token token)
     int err = 0;
     if (!l->foreign) {
         /* Wait for the key: the user presses it while we run. */
-        lock(&l->meet);
+        monitor_lock(&l->meet.mon);
         l->meet.in++;
-        pthread_cond_broadcast(&l->meet.cond);
+        monitor_broadcast(&l->meet.mon);
         while (!l->meet.pressed)
-            sleep_on(&l->meet);
-        unlock_broadcast(&l->meet);
+            monitor_wait(&l->meet.mon);
+        monitor_unlock(&l->meet.mon);
     } else if (num == FOREIGN_AT) {
         /* Its own deadline passed: canceled, but not by the loop's token. */
         err = cancel_check(cancel_source_token(l->deadline));
@@ -168,15 +127,16 @@ static int body(void *item, void *arg, cancel_token token)
 static void *user_presses_c(void *arg)
 {
     struct loop *l = arg;
-    lock(&l->meet);
+    monitor_lock(&l->meet.mon);
     while (l->meet.in < WORKERS)
-        sleep_on(&l->meet);
+        monitor_wait(&l->meet.mon);
     int err = cancel_source_cancel(l->cts); /* cts.Cancel() */
     if (err != 0)
         fail_err("cancel_source_cancel", err);
     atomic_store(&l->canceled, true);
     l->meet.pressed = true;
-    unlock_broadcast(&l->meet);
+    monitor_broadcast(&l->meet.mon);
+    monitor_unlock(&l->meet.mon);
     return NULL;
 }
 
@@ -211,11 +171,7 @@ int main(int argc, char **argv)
     if (l.cts == NULL || l.deadline == NULL)
         fail_err("cancel_source_new", -errno);
     cancel_token token = cancel_source_token(l.cts);
-    int rc = pthread_mutex_init(&l.meet.mutex, NULL);
-    if (rc == 0)
-        rc = pthread_cond_init(&l.meet.cond, NULL);
-    if (rc != 0)
-        die("pthread_mutex/cond_init", rc);
+    monitor_init(&l.meet.mon);
 
     printf("Parallel.ForEach over %d numbers, %d at a time, with the loop's "
            "token.\n",
@@ -229,7 +185,7 @@ int main(int argc, char **argv)
                "the loop's.\n",
                FOREIGN_AT);
     } else {
-        rc = pthread_create(&user, NULL, user_presses_c, &l);
+        int rc = pthread_create(&user, NULL, user_presses_c, &l);
         if (rc != 0)
             die("pthread_create", rc);
         printf("The user presses 'c' while %d iterations run.\n", WORKERS);
@@ -247,7 +203,7 @@ int main(int argc, char **argv)
     if (atomic_load_explicit(&l.running, memory_order_acquire) != 0)
         fail("an iteration still runs after the loop returned");
     if (!l.foreign) {
-        rc = pthread_join(user, NULL);
+        int rc = pthread_join(user, NULL);
         if (rc != 0)
             die("pthread_join", rc);
     }
@@ -311,11 +267,7 @@ int main(int argc, char **argv)
     }
     printf("No iteration runs, or will run, once the loop returned.\n");
 
-    rc = pthread_cond_destroy(&l.meet.cond);
-    if (rc == 0)
-        rc = pthread_mutex_destroy(&l.meet.mutex);
-    if (rc != 0)
-        die("pthread_mutex/cond_destroy", rc);
+    monitor_destroy(&l.meet.mon);
     free(l.roots);
     free(l.done);
     free(nums);
