@@ -32,9 +32,9 @@
 
 enum kind { BODY, CONTINUATION };
 
-/* What only some tasks need, allocated on first need (a parent's first
- * attached child, a continuation, an antecedent's first continuation), so
- * a plain task is two cache lines. */
+/* What only some tasks need, allocated on first need (an attached child
+ * and its parent, a continuation and its antecedent), so that a plain task
+ * is 120 bytes: two cache lines. */
 struct more {
     struct cancel_task **faulted; /* faulted children, retained */
     size_t nfaulted, capfaulted;
