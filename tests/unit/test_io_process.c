@@ -104,9 +104,15 @@ static void assert_reaped(pid_t pid)
 }
 
 /* fork + exec: argv[0] is the program's path.  stdin and stdout of the
- * child come from in_fd/out_fd when >= 0 (our pipes are close-on-exec). */
+ * child come from in_fd/out_fd when >= 0 (our pipes are close-on-exec).
+ * Returns once the child has exec'd (or failed to): the exec closes the
+ * child's end of a close-on-exec pipe, and we read that pipe to EOF.  So a
+ * test's signal never arrives before the exec, where valgrind, which runs
+ * the forked child until its execve, can lose it. */
 static pid_t spawn(char *const argv[], int in_fd, int out_fd)
 {
+    int ex[2];
+    ASSERT_OK(pipe2(ex, O_CLOEXEC));
     pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
@@ -117,6 +123,12 @@ static pid_t spawn(char *const argv[], int in_fd, int out_fd)
         execv(argv[0], argv);
         _exit(127);
     }
+    close(ex[1]);
+    char c;
+    ssize_t r;
+    while ((r = read(ex[0], &c, 1)) != 0)
+        ASSERT(r < 0 && errno == EINTR); /* the child never writes */
+    close(ex[0]);
     return pid;
 }
 
