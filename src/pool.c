@@ -5,12 +5,13 @@
  * workers that found the queue empty and are parked, each with a parker on
  * its own stack; `spinning` counts workers that found it empty and look at
  * it a little longer (unlocked) before they park - at most half of them
- * (rounded up) at a time, so an idle many-core pool does not burn CPUs.  A producer that queues
- * an item wakes one idle worker (after unlocking) only when nobody spins:
- * a spinner takes the item under the lock, and if more is queued by then
- * and nobody else spins it wakes an idle worker itself, so a burst still
- * fans out to every worker.  A steady stream of items thus costs no system
- * call on either side, and a parked worker costs one futex wake.
+ * (rounded up) at a time, so an idle many-core pool does not burn CPUs.
+ * A producer that queues an item wakes one idle worker (after unlocking)
+ * only when nobody spins: a spinner takes the item under the lock, and if
+ * more is queued by then and nobody else spins it wakes an idle worker
+ * itself, so a burst still fans out to every worker.  A steady stream of
+ * items thus costs no system call on either side, and a parked worker
+ * costs one futex wake.
  * `closing` makes workers exit once the queue is empty (cancel_pool_free
  * drains: an item that runs may still queue more, and a worker still
  * running picks those up).
@@ -68,20 +69,16 @@ static struct cancel__work *peek(struct cancel_pool *pool)
     return atomic_load_explicit(&pool->head, memory_order_relaxed);
 }
 
-/* Look at the queue without the lock for a while; true if work came. */
-static bool spin_for_work(struct cancel_pool *pool)
+/* Look at the queue without the lock for a while, until work comes. */
+static void spin_for_work(struct cancel_pool *pool)
 {
     for (int i = 0; i < SPIN_PAUSES; i++) {
         if (peek(pool) != NULL)
-            return true;
+            return;
         cancel__cpu_relax();
     }
-    for (int i = 0; i < SPIN_YIELDS; i++) {
-        if (peek(pool) != NULL)
-            return true;
+    for (int i = 0; i < SPIN_YIELDS && peek(pool) == NULL; i++)
         sched_yield();
-    }
-    return peek(pool) != NULL;
 }
 
 static void *worker(void *arg)

@@ -289,8 +289,9 @@ CANCEL_API int cancel_parallel_filter(cancel_pool *pool, const void *in,
 /* Reduce: the input is cut in blocks; each block's accumulator starts as a
  * copy of identity (acc_size bytes), fold(acc, item, arg, t) folds each of
  * its items in, and combine(acc, other, arg) then merges the blocks in
- * order on the calling thread; the result goes to *result.  fold and combine must make an
- * associative reduction.  Canceled or failed: *result is unspecified. */
+ * order on the calling thread; the result goes to *result.  fold and
+ * combine must make an associative reduction.  Canceled or failed:
+ * *result is unspecified. */
 typedef int cancel_fold_fn(void *acc, const void *item, void *arg,
                            cancel_token t);
 typedef void cancel_combine_fn(void *acc, const void *other, void *arg);
