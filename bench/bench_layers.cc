@@ -405,26 +405,31 @@ int empty_task(void *, cancel_token)
     return 0;
 }
 
-/* Tasks per second: submit n, wait for all, release all. */
-double lib_tasks(cancel_pool *pool, long n, bool *err)
+/* Tasks per second in batches: submit `batch`, wait for all, release all;
+ * `nb` times (1: all of them in flight at once).  The pool is the
+ * caller's, kept across runs. */
+double lib_batches(cancel_pool *pool, long batch, long nb, bool *err)
 {
-    std::vector<cancel_task *> v((size_t)n);
+    std::vector<cancel_task *> v((size_t)batch);
     int64_t t0 = wall_ns();
-    for (long i = 0; i < n; i++) {
-        v[(size_t)i] = cancel_task_run(pool, empty_task, nullptr, CANCEL_NONE, 0);
-        if (!v[(size_t)i]) {
-            *err = true;
-            for (long j = 0; j < i; j++)
-                cancel_task_release(v[(size_t)j]);
-            return -1;
+    for (long b = 0; b < nb; b++) {
+        for (long i = 0; i < batch; i++) {
+            v[(size_t)i] =
+                cancel_task_run(pool, empty_task, nullptr, CANCEL_NONE, 0);
+            if (!v[(size_t)i]) {
+                *err = true;
+                for (long j = 0; j < i; j++)
+                    cancel_task_release(v[(size_t)j]);
+                return -1;
+            }
         }
+        if (cancel_task_wait_all(v.data(), v.size(), CANCEL_NONE, -1) != 0)
+            *err = true;
+        for (auto *t : v)
+            cancel_task_release(t);
     }
-    if (cancel_task_wait_all(v.data(), v.size(), CANCEL_NONE, -1) != 0)
-        *err = true;
-    for (auto *t : v)
-        cancel_task_release(t);
     int64_t t1 = wall_ns();
-    return (double)n / ((double)(t1 - t0) / 1e9);
+    return (double)(batch * nb) / ((double)(t1 - t0) / 1e9);
 }
 
 std::atomic<long> g_done{0};
@@ -481,12 +486,12 @@ void fig_tasks()
     s.rows[2].who = "pthread_create + pthread_join per task";
     cancel_pool *pool = cancel_pool_new(2);
     bool err[3] = {false, false, false};
-    lib_tasks(pool, n / 10, &err[0]); /* warm-up */
+    lib_batches(pool, n / 10, 1, &err[0]); /* warm-up */
     glib_tasks(n / 10, &err[1]);
     for (int r = 0; r < g_reps; r++)
         for (int k = 0; k < 3; k++) {
             int which = (k + r) % 3;
-            double v = which == 0   ? lib_tasks(pool, n, &err[0])
+            double v = which == 0   ? lib_batches(pool, n, 1, &err[0])
                        : which == 1 ? glib_tasks(n, &err[1])
                                     : pthread_tasks(nth, &err[2]);
             if (v > 0)
@@ -512,32 +517,6 @@ void fig_tasks()
     add_verdict("task throughput vs GThreadPool, 1M in flight", b, ">= 3x",
                 l >= 3 * gl, s.rows[0].err);
     g_secs.push_back(s);
-}
-
-/* Tasks per second in batches: submit `batch`, wait for all, release all;
- * `nb` times.  The pool is the caller's, kept across runs. */
-double lib_batches(cancel_pool *pool, long batch, long nb, bool *err)
-{
-    std::vector<cancel_task *> v((size_t)batch);
-    int64_t t0 = wall_ns();
-    for (long b = 0; b < nb; b++) {
-        for (long i = 0; i < batch; i++) {
-            v[(size_t)i] =
-                cancel_task_run(pool, empty_task, nullptr, CANCEL_NONE, 0);
-            if (!v[(size_t)i]) {
-                *err = true;
-                for (long j = 0; j < i; j++)
-                    cancel_task_release(v[(size_t)j]);
-                return -1;
-            }
-        }
-        if (cancel_task_wait_all(v.data(), v.size(), CANCEL_NONE, -1) != 0)
-            *err = true;
-        for (auto *t : v)
-            cancel_task_release(t);
-    }
-    int64_t t1 = wall_ns();
-    return (double)(batch * nb) / ((double)(t1 - t0) / 1e9);
 }
 
 /* GThreadPool has no per-item handle: a batch is done when a counter
