@@ -7,7 +7,8 @@
 #                under PREFIX (default /usr/local), staged under DESTDIR
 #   make fuzz    run the API-sequence fuzzer for FUZZ_SECONDS (default 600)
 #   make soak    run the soak test for DURATION seconds (default 600)
-#   make check-valgrind  unit and fault tests under memcheck (slow)
+#   make check-valgrind  unit and fault tests under memcheck (build/plain),
+#                stress tests under DRD (build/drd, annotated for it); slow
 #
 # Build trees live in build/<variant>.  JOBS sets the build parallelism.
 
@@ -37,6 +38,7 @@ build/%/.configured:
 build/plain/.configured: VARIANT_FLAGS =
 build/asan/.configured: VARIANT_FLAGS = -DCANCEL_SANITIZE=address $(if $(CLANG),-DCMAKE_C_COMPILER=$(CLANG))
 build/tsan/.configured: VARIANT_FLAGS = -DCANCEL_SANITIZE=thread
+build/drd/.configured: VARIANT_FLAGS = -DCANCEL_VALGRIND=ON
 build/release/.configured: VARIANT_FLAGS = -DCMAKE_BUILD_TYPE=Release -DCANCEL_BUILD_TESTS=OFF -DCANCEL_BUILD_EXAMPLES=OFF -DCMAKE_INSTALL_PREFIX=$(PREFIX)
 build/bench/.configured: VARIANT_FLAGS = -DCMAKE_BUILD_TYPE=Release -DCANCEL_BUILD_BENCH=ON -DCANCEL_BUILD_TESTS=OFF -DCANCEL_BUILD_EXAMPLES=OFF -DCANCEL_BUILD_BRIDGES=OFF
 
@@ -79,9 +81,16 @@ fuzz: deps-test
 soak: build/plain/.built
 	@sh soak/soak.sh $(DURATION) build/plain
 
-check-valgrind: build/plain/.built
+# Both passes always run; each prints its summary again at the end.
+check-valgrind:
 	@command -v valgrind >/dev/null || { echo "apt-get install valgrind"; exit 1; }
-	@sh valgrind/run.sh build/plain
+	@$(MAKE) --no-print-directory build/plain/.built build/drd/.built
+	@rm -f build/plain/valgrind/summary build/drd/valgrind/summary; \
+	status=0; \
+	sh valgrind/run.sh build/plain memcheck || status=1; \
+	sh valgrind/run.sh build/drd threads || status=1; \
+	echo; cat build/plain/valgrind/summary build/drd/valgrind/summary; \
+	exit $$status
 
 deps-bench:
 	@sh bench/deps.sh

@@ -51,7 +51,10 @@ int cancel_event_set(cancel_event *ev)
     if (atomic_load_explicit(&e->set, memory_order_acquire))
         return 0;
     cancel__spin_lock(&e->q.lock);
+    CANCEL__ANNOTATE_HAPPENS_BEFORE(&e->set);
+    CANCEL__ANNOTATE_ATOMIC_BEGIN(); /* read lock-free by the waiters */
     atomic_store_explicit(&e->set, 1, memory_order_release);
+    CANCEL__ANNOTATE_ATOMIC_END();
     cancel__waitq_wake(&e->q, -1);
     cancel__spin_unlock(&e->q.lock);
     return 0;
@@ -61,20 +64,28 @@ int cancel_event_reset(cancel_event *ev)
 {
     if (ev == NULL)
         return -EINVAL;
+    CANCEL__ANNOTATE_ATOMIC_BEGIN(); /* read lock-free by the waiters */
     atomic_store_explicit(&ev_of(ev)->set, 0, memory_order_release);
+    CANCEL__ANNOTATE_ATOMIC_END();
     return 0;
 }
 
 bool cancel_event_is_set(const cancel_event *ev)
 {
-    return ev != NULL &&
-           atomic_load_explicit(&ev_of(ev)->set, memory_order_acquire) != 0;
+    bool set = ev != NULL &&
+               atomic_load_explicit(&ev_of(ev)->set, memory_order_acquire) != 0;
+    if (set)
+        CANCEL__ANNOTATE_HAPPENS_AFTER(&ev_of(ev)->set);
+    return set;
 }
 
 static bool event_ready(void *obj)
 {
     struct cancel__event *e = obj;
-    return atomic_load_explicit(&e->set, memory_order_acquire) != 0;
+    bool set = atomic_load_explicit(&e->set, memory_order_acquire) != 0;
+    if (set)
+        CANCEL__ANNOTATE_HAPPENS_AFTER(&e->set);
+    return set;
 }
 
 int cancel_event_wait(cancel_event *ev, cancel_token t, int64_t timeout_ns)
@@ -139,6 +150,7 @@ int cancel_countdown_signal(cancel_countdown *c, int n)
         return -EINVAL;
     struct cancel__countdown *d = cd_of(c);
     int32_t cur = atomic_load_explicit(&d->count, memory_order_relaxed);
+    CANCEL__ANNOTATE_HAPPENS_BEFORE(&d->count);
     do {
         if (n > cur)
             return -EINVAL; /* would go below 0 */
@@ -171,7 +183,10 @@ int cancel_countdown_reset(cancel_countdown *c, int count)
     if (c == NULL || count < 0)
         return -EINVAL;
     struct cancel__countdown *d = cd_of(c);
+    CANCEL__ANNOTATE_HAPPENS_BEFORE(&d->count);
+    CANCEL__ANNOTATE_ATOMIC_BEGIN(); /* read lock-free by the waiters */
     atomic_store_explicit(&d->count, count, memory_order_release);
+    CANCEL__ANNOTATE_ATOMIC_END();
     if (count == 0)
         wake_all(d);
     return 0;
@@ -187,7 +202,10 @@ int cancel_countdown_count(const cancel_countdown *c)
 static bool countdown_ready(void *obj)
 {
     struct cancel__countdown *d = obj;
-    return atomic_load_explicit(&d->count, memory_order_acquire) == 0;
+    bool zero = atomic_load_explicit(&d->count, memory_order_acquire) == 0;
+    if (zero)
+        CANCEL__ANNOTATE_HAPPENS_AFTER(&d->count);
+    return zero;
 }
 
 int cancel_countdown_wait(cancel_countdown *c, cancel_token t,

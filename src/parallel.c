@@ -78,7 +78,9 @@ static int element_failed(struct run *r, int err)
         r->nerrors++;
     }
     cancel__spin_unlock(&r->lock);
+    CANCEL__ANNOTATE_ATOMIC_BEGIN(); /* a flag polled lock-free */
     atomic_store_explicit(&r->stop, true, memory_order_relaxed);
+    CANCEL__ANNOTATE_ATOMIC_END();
     return FAILED;
 }
 
@@ -134,7 +136,9 @@ static void helper(void *arg)
 static void stop_cb(void *arg)
 {
     struct run *r = arg;
+    CANCEL__ANNOTATE_ATOMIC_BEGIN(); /* a flag polled lock-free */
     atomic_store_explicit(&r->stop, true, memory_order_relaxed);
+    CANCEL__ANNOTATE_ATOMIC_END();
 }
 
 /* Threads working: the caller plus helpers, at most one per pool worker. */

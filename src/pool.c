@@ -116,7 +116,10 @@ static void *worker(void *arg)
              * case of a busy pool costs no system call on either side. */
             pool->spinning++;
             cancel__spin_unlock(&pool->lock);
+            /* Unlocked peeks at head: decided again under the lock. */
+            CANCEL__ANNOTATE_ATOMIC_BEGIN();
             spin_for_work(pool);
+            CANCEL__ANNOTATE_ATOMIC_END();
             cancel__spin_lock(&pool->lock);
             pool->spinning--;
             spun = true;

@@ -190,6 +190,7 @@ static inline __attribute__((always_inline)) int do_register(cancel_token t, str
     atomic_store_explicit(&r->word, 0, memory_order_relaxed);
     if (src == NULL)
         return 0;
+    CANCEL__ANNOTATE_HAPPENS_AFTER(&src->head.reason); /* we saw it set */
     if (mode == RUN_INLINE) {
         if (post != NULL)
             post(ctx, fn, arg);
@@ -228,7 +229,10 @@ int cancel_register_on(cancel_token t, cancel_registration *reg,
 
 static bool do_unregister(struct cancel__reg *r, bool wait)
 {
+    /* A peek without the lock: checked again under it below. */
+    CANCEL__ANNOTATE_ATOMIC_BEGIN();
     uintptr_t word = atomic_load_explicit(&r->word, memory_order_relaxed);
+    CANCEL__ANNOTATE_ATOMIC_END();
     for (;;) {
         if (word == 0)
             return false;

@@ -43,11 +43,14 @@ int cancel_semaphore_destroy(cancel_semaphore *s)
 bool cancel__semaphore_try_take(struct cancel__semaphore *m)
 {
     int32_t c = atomic_load_explicit(&m->count, memory_order_relaxed);
-    while (c > 0)
+    while (c > 0) {
         if (atomic_compare_exchange_weak_explicit(&m->count, &c, c - 1,
                                                   memory_order_acquire,
-                                                  memory_order_relaxed))
+                                                  memory_order_relaxed)) {
+            CANCEL__ANNOTATE_HAPPENS_AFTER(&m->count);
             return true;
+        }
+    }
     return false;
 }
 
@@ -89,6 +92,7 @@ int cancel_semaphore_release(cancel_semaphore *s, int n)
     struct cancel__semaphore *m = sem_of(s);
     cancel__spin_lock(&m->q.lock);
     int32_t c = atomic_load_explicit(&m->count, memory_order_relaxed);
+    CANCEL__ANNOTATE_HAPPENS_BEFORE(&m->count);
     do {
         if (n > m->max - c) {
             cancel__spin_unlock(&m->q.lock);

@@ -76,10 +76,12 @@ struct cancel__ext *cancel__ext_publish(cancel_source *src,
                                         struct cancel__ext *fresh)
 {
     struct cancel__ext *ext = NULL;
+    CANCEL__ANNOTATE_HAPPENS_BEFORE(&src->ext); /* fresh is initialised */
     if (atomic_compare_exchange_strong_explicit(&src->ext, &ext, fresh,
                                                 memory_order_acq_rel,
                                                 memory_order_acquire))
         return fresh;
+    CANCEL__ANNOTATE_HAPPENS_AFTER(&src->ext);
     cancel__free(fresh); /* another thread won: use its ext */
     return ext;
 }
@@ -88,8 +90,10 @@ struct cancel__ext *cancel__get_ext(cancel_source *src)
 {
     struct cancel__ext *ext =
         atomic_load_explicit(&src->ext, memory_order_acquire);
-    if (ext != NULL)
+    if (ext != NULL) {
+        CANCEL__ANNOTATE_HAPPENS_AFTER(&src->ext);
         return ext;
+    }
     struct cancel__ext *fresh = cancel__ext_alloc(src);
     return fresh != NULL ? cancel__ext_publish(src, fresh) : NULL;
 }
@@ -99,6 +103,7 @@ void cancel__destroy(cancel_source *src)
     struct cancel__ext *ext =
         atomic_load_explicit(&src->ext, memory_order_acquire);
     if (ext != NULL) {
+        CANCEL__ANNOTATE_HAPPENS_AFTER(&src->ext);
         int fd = atomic_load_explicit(&ext->fd, memory_order_relaxed);
         if (fd >= 0)
             cancel__sigfd_close(fd, ext->wfd);
@@ -122,8 +127,11 @@ static bool mark_dead(cancel_source *src)
 
 void cancel__unref(cancel_source *src)
 {
+    /* Release what we did with the source to whoever destroys it. */
+    CANCEL__ANNOTATE_HAPPENS_BEFORE(&src->refs);
     if (atomic_fetch_sub_explicit(&src->refs, 1, memory_order_acq_rel) != 1)
         return;
+    CANCEL__ANNOTATE_HAPPENS_AFTER(&src->refs);
     cancel__lock(src);
     bool destroy = mark_dead(src);
     cancel__unlock(src);
@@ -134,6 +142,8 @@ void cancel__unref(cancel_source *src)
 bool cancel__set_canceled(cancel_source *src, int reason)
 {
     int expected = 0;
+    /* Before the CAS: a thread that sees the reason must see all of this. */
+    CANCEL__ANNOTATE_HAPPENS_BEFORE(&src->head.reason);
     if (!__atomic_compare_exchange_n(&src->head.reason, &expected, reason,
                                      false, __ATOMIC_SEQ_CST,
                                      __ATOMIC_RELAXED))
@@ -144,9 +154,12 @@ bool cancel__set_canceled(cancel_source *src, int reason)
     struct cancel__ext *ext =
         atomic_load_explicit(&src->ext, memory_order_seq_cst);
     if (ext != NULL) {
+        CANCEL__ANNOTATE_HAPPENS_AFTER(&src->ext);
         int fd = atomic_load_explicit(&ext->fd, memory_order_seq_cst);
-        if (fd >= 0)
+        if (fd >= 0) {
+            CANCEL__ANNOTATE_HAPPENS_AFTER(&ext->fd); /* wfd is set */
             cancel__sigfd_signal(ext->wfd);
+        }
     }
     return true;
 }
@@ -166,6 +179,7 @@ void cancel_source_free(cancel_source *src)
     struct cancel__ext *ext =
         atomic_load_explicit(&src->ext, memory_order_acquire);
     if (ext != NULL) {
+        CANCEL__ANNOTATE_HAPPENS_AFTER(&src->ext);
         cancel__timer_disarm(ext);
         cancel__unlink_parents(ext);
     }
@@ -180,11 +194,18 @@ void cancel_source_free(cancel_source *src)
      * plain store is enough, which saves a read-modify-write on the
      * create-and-free path. */
     if (atomic_load_explicit(&src->refs, memory_order_acquire) == 1) {
+        CANCEL__ANNOTATE_HAPPENS_AFTER(&src->refs);
+        CANCEL__ANNOTATE_ATOMIC_BEGIN(); /* others' decrements were lock-free */
         atomic_store_explicit(&src->refs, 0, memory_order_relaxed);
+        CANCEL__ANNOTATE_ATOMIC_END();
         destroy = mark_dead(src);
-    } else if (atomic_fetch_sub_explicit(&src->refs, 1,
-                                         memory_order_acq_rel) == 1) {
-        destroy = mark_dead(src);
+    } else {
+        CANCEL__ANNOTATE_HAPPENS_BEFORE(&src->refs);
+        if (atomic_fetch_sub_explicit(&src->refs, 1, memory_order_acq_rel) ==
+            1) {
+            CANCEL__ANNOTATE_HAPPENS_AFTER(&src->refs);
+            destroy = mark_dead(src);
+        }
     }
     cancel__unlock(src);
     if (destroy)
@@ -222,8 +243,10 @@ int cancel_source_cancel_after(cancel_source *src, int64_t delay_ns)
     struct cancel__ext *ext;
     if (delay_ns < 0) {
         ext = atomic_load_explicit(&src->ext, memory_order_acquire);
-        if (ext != NULL)
+        if (ext != NULL) {
+            CANCEL__ANNOTATE_HAPPENS_AFTER(&src->ext);
             cancel__timer_disarm(ext);
+        }
         return 0;
     }
     return cancel__timer_set(src, delay_ns);
@@ -238,6 +261,8 @@ int cancel_source_cancel_async(cancel_source *src)
     /* All or nothing: a failure leaves no ext attached behind. */
     struct cancel__ext *ext =
         atomic_load_explicit(&src->ext, memory_order_acquire);
+    if (ext != NULL)
+        CANCEL__ANNOTATE_HAPPENS_AFTER(&src->ext);
     struct cancel__ext *fresh = NULL;
     if (ext == NULL && (fresh = cancel__ext_alloc(src)) == NULL)
         return -ENOMEM;
@@ -264,8 +289,10 @@ bool cancel_source_try_reset(cancel_source *src)
      * below; one that would fire after it is gone. */
     struct cancel__ext *ext =
         atomic_load_explicit(&src->ext, memory_order_acquire);
-    if (ext != NULL)
+    if (ext != NULL) {
+        CANCEL__ANNOTATE_HAPPENS_AFTER(&src->ext);
         cancel__timer_disarm(ext);
+    }
     cancel__lock(src);
     if (__atomic_load_n(&src->head.reason, __ATOMIC_RELAXED) != 0) {
         cancel__unlock(src);
@@ -292,7 +319,10 @@ int cancel_reason(cancel_token t)
 {
     if (t.src_ == NULL)
         return 0;
-    return __atomic_load_n(&t.src_->head.reason, __ATOMIC_ACQUIRE);
+    int reason = __atomic_load_n(&t.src_->head.reason, __ATOMIC_ACQUIRE);
+    if (reason != 0)
+        CANCEL__ANNOTATE_HAPPENS_AFTER(&t.src_->head.reason);
+    return reason;
 }
 
 void cancel__record(cancel_token t)
@@ -304,6 +334,7 @@ int cancel_check(cancel_token t)
 {
     if (!cancel_requested(t))
         return 0;
+    CANCEL__ANNOTATE_HAPPENS_AFTER(&t.src_->head.reason);
     tls_canceled = t;
     return -ECANCELED;
 }

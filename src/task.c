@@ -89,8 +89,11 @@ static void finish_body(cancel_task *task, int code, bool canceled);
 
 static struct more *more_of(const cancel_task *task)
 {
-    return atomic_load_explicit(&((cancel_task *)task)->more,
-                                memory_order_acquire);
+    struct more *m = atomic_load_explicit(&((cancel_task *)task)->more,
+                                          memory_order_acquire);
+    if (m != NULL) /* get_more published it initialised */
+        CANCEL__ANNOTATE_HAPPENS_AFTER(&((cancel_task *)task)->more);
+    return m;
 }
 
 /* The task's struct more, allocated if it has none yet; NULL (ENOMEM). */
@@ -104,10 +107,12 @@ static struct more *get_more(cancel_task *task)
         return NULL;
     fresh->faulted = fresh->first;
     fresh->capfaulted = sizeof(fresh->first) / sizeof(fresh->first[0]);
+    CANCEL__ANNOTATE_HAPPENS_BEFORE(&task->more); /* fresh is initialised */
     if (atomic_compare_exchange_strong_explicit(&task->more, &m, fresh,
                                                 memory_order_acq_rel,
                                                 memory_order_acquire))
         return fresh;
+    CANCEL__ANNOTATE_HAPPENS_AFTER(&task->more);
     cancel__free(fresh); /* another thread installed one first */
     return m;
 }
@@ -123,9 +128,13 @@ cancel_task *cancel_task_retain(cancel_task *task)
 
 void cancel_task_release(cancel_task *task)
 {
-    if (task == NULL ||
-        atomic_fetch_sub_explicit(&task->refs, 1, memory_order_acq_rel) != 1)
+    if (task == NULL)
         return;
+    /* Release what we did with the task to whoever frees it. */
+    CANCEL__ANNOTATE_HAPPENS_BEFORE(&task->refs);
+    if (atomic_fetch_sub_explicit(&task->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    CANCEL__ANNOTATE_HAPPENS_AFTER(&task->refs);
     struct more *m = more_of(task);
     if (m != NULL) {
         for (size_t i = 0; i < m->nfaulted; i++)
@@ -307,13 +316,18 @@ static bool wanted(const cancel_task *cont, uint32_t status)
 /* The antecedent finished: run the continuation, or cancel it. */
 static void trigger(cancel_task *cont, uint32_t antecedent_status)
 {
+    CANCEL__ANNOTATE_HAPPENS_BEFORE(&cont->status);
     if (wanted(cont, antecedent_status)) {
+        CANCEL__ANNOTATE_ATOMIC_BEGIN(); /* read lock-free by waiters */
         atomic_store_explicit(&cont->status, CANCEL_TASK_WAITING_TO_RUN,
                               memory_order_release);
+        CANCEL__ANNOTATE_ATOMIC_END();
         start(cancel_task_retain(cont)); /* the queue's reference */
     } else {
+        CANCEL__ANNOTATE_ATOMIC_BEGIN(); /* read lock-free by waiters */
         atomic_store_explicit(&cont->status, CANCEL_TASK_CANCELED,
                               memory_order_release);
+        CANCEL__ANNOTATE_ATOMIC_END();
         finish_body(cont, 0, true);
     }
 }
@@ -383,7 +397,10 @@ static void finalize_now(cancel_task *task)
         status = CANCEL_TASK_CANCELED;
     else
         status = CANCEL_TASK_RAN_TO_COMPLETION;
+    CANCEL__ANNOTATE_HAPPENS_BEFORE(&task->status);
+    CANCEL__ANNOTATE_ATOMIC_BEGIN(); /* read lock-free by waiters */
     atomic_store_explicit(&task->status, status, memory_order_release);
+    CANCEL__ANNOTATE_ATOMIC_END();
     task->finished = true;
     cancel_task *conts = m != NULL ? m->conts : NULL;
     if (m != NULL)
@@ -411,8 +428,10 @@ static void finish_body(cancel_task *task, int code, bool canceled)
      * `pending`; finalize reads them after the last acquire of it. */
     task->own_error = code;
     task->own_canceled = canceled;
+    CANCEL__ANNOTATE_HAPPENS_BEFORE(&task->pending);
     if (atomic_fetch_sub_explicit(&task->pending, 1, memory_order_acq_rel) ==
         1) {
+        CANCEL__ANNOTATE_HAPPENS_AFTER(&task->pending);
         finalize(task);
         return;
     }
@@ -433,11 +452,14 @@ static void child_done(cancel_task *parent, cancel_task *child,
         parent->child_canceled = true;
     /* Under the lock, with the record: a sibling being created counts the
      * slots it needs from nfaulted + pending, and must not count us twice. */
+    CANCEL__ANNOTATE_HAPPENS_BEFORE(&parent->pending);
     bool last = atomic_fetch_sub_explicit(&parent->pending, 1,
                                           memory_order_acq_rel) == 1;
     cancel__spin_unlock(&parent->lock);
-    if (last)
+    if (last) {
+        CANCEL__ANNOTATE_HAPPENS_AFTER(&parent->pending);
         finalize(parent);
+    }
 }
 
 /* ---- public ------------------------------------------------------------- */
@@ -489,8 +511,11 @@ cancel_task_status cancel_task_status_of(const cancel_task *task)
 {
     if (task == NULL)
         return CANCEL_TASK_CREATED;
-    return (cancel_task_status)atomic_load_explicit(
+    cancel_task_status s = (cancel_task_status)atomic_load_explicit(
         &((cancel_task *)task)->status, memory_order_acquire);
+    if (s >= CANCEL_TASK_RAN_TO_COMPLETION) /* final: finalize_now's store */
+        CANCEL__ANNOTATE_HAPPENS_AFTER(&((cancel_task *)task)->status);
+    return s;
 }
 
 cancel_token cancel_task_token(const cancel_task *task)

@@ -68,13 +68,19 @@ int64_t cancel__system_now(void)
 
 cancel_clock *cancel__clock_installed(void)
 {
-    return atomic_load_explicit(&installed, memory_order_acquire);
+    cancel_clock *c = atomic_load_explicit(&installed, memory_order_acquire);
+    if (c != NULL)
+        CANCEL__ANNOTATE_HAPPENS_AFTER(&installed);
+    return c;
 }
 
 int64_t cancel__clock_read(cancel_clock *c)
 {
-    return c != NULL ? atomic_load_explicit(&c->now, memory_order_acquire)
-                     : cancel__system_now();
+    if (c == NULL)
+        return cancel__system_now();
+    int64_t now = atomic_load_explicit(&c->now, memory_order_acquire);
+    CANCEL__ANNOTATE_HAPPENS_AFTER(&c->now);
+    return now;
 }
 
 int64_t cancel_clock_now(void)
@@ -104,7 +110,10 @@ int cancel_clock_install(cancel_clock *c)
 {
     pthread_mutex_lock(&mu);
     int64_t before = cancel_clock_now();
+    CANCEL__ANNOTATE_HAPPENS_BEFORE(&installed);
+    CANCEL__ANNOTATE_ATOMIC_BEGIN(); /* read lock-free by every wait */
     atomic_store_explicit(&installed, c, memory_order_release);
+    CANCEL__ANNOTATE_ATOMIC_END();
     int64_t after = cancel_clock_now();
     /* Keep every armed timer's remaining delay: the same shift for all
      * entries keeps the heap ordered. */
@@ -159,11 +168,12 @@ int cancel_clock_advance(cancel_clock *c, int64_t ns)
     if (c == NULL || ns < 0)
         return -EINVAL;
     pthread_mutex_lock(&mu);
-    atomic_store_explicit(&c->now,
-                          add_sat(atomic_load_explicit(&c->now,
-                                                       memory_order_relaxed),
-                                  ns),
-                          memory_order_release);
+    int64_t later =
+        add_sat(atomic_load_explicit(&c->now, memory_order_relaxed), ns);
+    CANCEL__ANNOTATE_HAPPENS_BEFORE(&c->now);
+    CANCEL__ANNOTATE_ATOMIC_BEGIN(); /* read lock-free by every wait */
+    atomic_store_explicit(&c->now, later, memory_order_release);
+    CANCEL__ANNOTATE_ATOMIC_END();
     int64_t now = atomic_load_explicit(&c->now, memory_order_relaxed);
     for (struct cancel__clock_watch *w = watches, *next; w != NULL; w = next) {
         next = w->next;
@@ -347,6 +357,8 @@ int cancel__timer_set(cancel_source *src, int64_t delay_ns)
      * a failure leaves the source as it was. */
     struct cancel__ext *ext =
         atomic_load_explicit(&src->ext, memory_order_acquire);
+    if (ext != NULL)
+        CANCEL__ANNOTATE_HAPPENS_AFTER(&src->ext);
     struct cancel__ext *fresh = NULL;
     if (ext == NULL && (fresh = cancel__ext_alloc(src)) == NULL)
         return -ENOMEM;

@@ -111,8 +111,10 @@ int cancel_token_fd(cancel_token t)
     if (ext == NULL)
         return -ENOMEM;
     int fd = atomic_load_explicit(&ext->fd, memory_order_acquire);
-    if (fd >= 0)
+    if (fd >= 0) {
+        CANCEL__ANNOTATE_HAPPENS_AFTER(&ext->fd);
         return fd;
+    }
 
     pthread_mutex_lock(&fd_mu);
     fd = atomic_load_explicit(&ext->fd, memory_order_acquire);
@@ -124,7 +126,10 @@ int cancel_token_fd(cancel_token t)
             return err;
         }
         ext->wfd = wfd;
+        CANCEL__ANNOTATE_HAPPENS_BEFORE(&ext->fd); /* wfd is set */
+        CANCEL__ANNOTATE_ATOMIC_BEGIN(); /* read lock-free by cancellers */
         atomic_store_explicit(&ext->fd, rfd, memory_order_seq_cst);
+        CANCEL__ANNOTATE_ATOMIC_END();
         fd = rfd;
         /* A cancel that read fd == -1 left the signal to us (see
          * cancel__set_canceled for the other half). */

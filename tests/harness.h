@@ -82,8 +82,26 @@ void harness_gate_wait(harness_gate *g);
 bool harness_gate_is_open(harness_gate *g);
 void harness_gate_destroy(harness_gate *g);
 
+/* Annotations for valgrind's thread checkers.  The stress tests start and
+ * stop their threads with atomic flags and counters polled in yield loops
+ * (gates that let threads leave within microseconds of each other), which
+ * DRD does not see as synchronisation.  In a CANCEL_VALGRIND build
+ * (valgrind/run.sh threads) these tell it, as src/internal.h's
+ * CANCEL__ANNOTATE_* do for the library; elsewhere they are nothing.
+ *   HARNESS_HAPPENS_BEFORE(a)   just before the store that opens gate a;
+ *   HARNESS_HAPPENS_AFTER(a)    once a thread has seen gate a open. */
+#ifdef CANCEL_VALGRIND
+#include <valgrind/drd.h>
+#define HARNESS_HAPPENS_BEFORE(a) ANNOTATE_HAPPENS_BEFORE(a)
+#define HARNESS_HAPPENS_AFTER(a) ANNOTATE_HAPPENS_AFTER(a)
+#else
+#define HARNESS_HAPPENS_BEFORE(a) ((void)0)
+#define HARNESS_HAPPENS_AFTER(a) ((void)0)
+#endif
+
 /* An integer scale for stress loops: CANCEL_TEST_SCALE (default 1) times n,
- * divided by 4 under sanitizers that are much slower (TSan). */
+ * divided by 4 under sanitizers that are much slower (TSan) and by
+ * CANCEL_TEST_DIV (default 1; valgrind/run.sh sets it); never below 1. */
 long harness_scale(long n);
 
 #endif /* CANCEL_TEST_HARNESS_H */

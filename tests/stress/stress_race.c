@@ -77,6 +77,7 @@ static long await_gen(atomic_long *gen, long seen)
     for (unsigned n = 0; (g = atomic_load(gen)) == seen; n++)
         if (n > 64)
             sched_yield();
+    HARNESS_HAPPENS_AFTER(gen);
     return g;
 }
 
@@ -85,6 +86,7 @@ static void await(atomic_int *flag)
 {
     while (!atomic_load(flag))
         sched_yield();
+    HARNESS_HAPPENS_AFTER(flag);
 }
 
 /* ---- register / cancel -------------------------------------------------- */
@@ -172,6 +174,7 @@ TEST(register_cancel_race)
         r.delay_a1 = jitter(&seed);
         r.delay_a2 = jitter(&seed);
         r.delay_b = jitter(&seed);
+        HARNESS_HAPPENS_BEFORE(&r.gen);
         atomic_store(&r.gen, i + 1);
         pthread_barrier_wait(&r.end);
 
@@ -206,6 +209,7 @@ TEST(register_cancel_race)
         ASSERT_FALSE(cancel_unregister(&r.reg));
         cancel_source_free(r.src);
     }
+    HARNESS_HAPPENS_BEFORE(&r.gen);
     atomic_store(&r.gen, -1);
     pthread_join(a, NULL);
     pthread_join(b, NULL);
@@ -243,6 +247,7 @@ static void running_cb1(void *arg)
     struct running *r = arg;
     if (atomic_fetch_add(&r->runs1, 1) != 0)
         harness_fail(__FILE__, __LINE__, "callback ran twice");
+    HARNESS_HAPPENS_BEFORE(&r->started1);
     atomic_store(&r->started1, 1);
     if (r->mode == MODE_REMOVE_PENDING || r->mode == MODE_NOWAIT)
         await(&r->released);
@@ -270,6 +275,7 @@ static void *running_a(void *arg)
         case MODE_REMOVE_PENDING:
             /* reg1's callback is held inside: reg2's turn has not come. */
             ASSERT_TRUE(cancel_unregister(&r->reg2));
+            HARNESS_HAPPENS_BEFORE(&r->released);
             atomic_store(&r->released, 1);
             ASSERT_FALSE(cancel_unregister(&r->reg1));
             ASSERT_EQ(atomic_load(&r->finished1), 1);
@@ -279,6 +285,7 @@ static void *running_a(void *arg)
              * which waits for us. */
             ASSERT_FALSE(cancel_unregister_nowait(&r->reg1));
             ASSERT_EQ(atomic_load(&r->finished1), 0);
+            HARNESS_HAPPENS_BEFORE(&r->released);
             atomic_store(&r->released, 1);
             break;
         case MODE_RANDOM:
