@@ -1,9 +1,13 @@
 /* The test runner: see harness.h. */
+#define _GNU_SOURCE /* syscall, O_CLOEXEC */
 #include "harness.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define HARNESS_MAX 512
 
@@ -88,6 +92,33 @@ void harness_gate_destroy(harness_gate *g)
     pthread_cond_destroy(&p->cv);
     free(p);
     g->impl_[0] = NULL;
+}
+
+pid_t harness_gettid(void)
+{
+    return (pid_t)syscall(SYS_gettid);
+}
+
+char harness_proc_state(const char *stat_path)
+{
+    char buf[512];
+    int fd = open(stat_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the name may contain anything */
+    return p != NULL && p[1] == ' ' ? p[2] : 0;
+}
+
+bool harness_thread_asleep(pid_t tid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+    return harness_proc_state(path) == 'S';
 }
 
 long harness_scale(long n)

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/types.h>
 
 #include "cancel/cancel.h"
 
@@ -81,6 +82,18 @@ void harness_gate_open(harness_gate *g);
 void harness_gate_wait(harness_gate *g);
 bool harness_gate_is_open(harness_gate *g);
 void harness_gate_destroy(harness_gate *g);
+
+/* Thread states from /proc, to gate on a thread blocked in the kernel: a
+ * test acts once the thread sleeps (state S), rather than after a sleep.
+ *   harness_gettid()          the calling thread's kernel id (gettid);
+ *   harness_proc_state(path)  the state letter of a /proc/.../stat file
+ *                             (/proc/<pid>/stat, /proc/self/task/<tid>/stat),
+ *                             or 0 if it is gone or unreadable;
+ *   harness_thread_asleep(t)  whether thread t of this process is in state S
+ *                             (false if it is gone). */
+pid_t harness_gettid(void);
+char harness_proc_state(const char *stat_path);
+bool harness_thread_asleep(pid_t tid);
 
 /* Annotations for valgrind's thread checkers.  The stress tests start and
  * stop their threads with atomic flags and counters polled in yield loops

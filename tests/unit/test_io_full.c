@@ -19,7 +19,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #define SEC ((int64_t)1000000000)
@@ -38,22 +37,6 @@ static void manual_done(cancel_clock *c)
 {
     ASSERT_OK(cancel_clock_install(NULL));
     cancel_clock_free(c);
-}
-
-static bool tid_asleep(pid_t tid)
-{
-    char path[64], buf[256];
-    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return false;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    return p != NULL && p[1] == ' ' && p[2] == 'S';
 }
 
 static size_t queued(int fd)
@@ -83,7 +66,7 @@ struct full {
 static void *full_main(void *arg)
 {
     struct full *f = arg;
-    atomic_store(&f->tid, (pid_t)syscall(SYS_gettid));
+    atomic_store(&f->tid, harness_gettid());
     cancel_throw(CANCEL_NONE);
     f->done = (size_t)-1;
     f->result =
@@ -104,7 +87,7 @@ static void wait_settled(struct full *f, int pipe_fd, size_t full_at)
             return;
         size_t q = queued(pipe_fd);
         bool settled = f->write ? q == full_at : q == 0;
-        if (settled && tid_asleep(atomic_load(&f->tid)))
+        if (settled && harness_thread_asleep(atomic_load(&f->tid)))
             return;
         sched_yield();
     }

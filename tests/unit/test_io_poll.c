@@ -15,7 +15,6 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #define SEC ((int64_t)1000000000)
@@ -36,22 +35,6 @@ static void manual_done(cancel_clock *c)
     cancel_clock_free(c);
 }
 
-static bool tid_asleep(pid_t tid)
-{
-    char path[64], buf[256];
-    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return false;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    return p != NULL && p[1] == ' ' && p[2] == 'S';
-}
-
 #define MAXF 80
 
 struct pcall {
@@ -69,7 +52,7 @@ struct pcall {
 static void *pcall_main(void *arg)
 {
     struct pcall *c = arg;
-    atomic_store(&c->tid, (pid_t)syscall(SYS_gettid));
+    atomic_store(&c->tid, harness_gettid());
     cancel_throw(CANCEL_NONE);
     c->result = cancel_poll(c->n ? c->fds : NULL, c->n, c->t, c->timeout);
     c->recorded = cancel_canceled_token();
@@ -79,7 +62,8 @@ static void *pcall_main(void *arg)
 
 static void wait_asleep(struct pcall *c)
 {
-    while (!tid_asleep(atomic_load(&c->tid)) && !atomic_load(&c->done))
+    while (!harness_thread_asleep(atomic_load(&c->tid)) &&
+           !atomic_load(&c->done))
         sched_yield();
 }
 

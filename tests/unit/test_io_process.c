@@ -24,7 +24,6 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -44,30 +43,6 @@ static void manual_done(cancel_clock *c)
 {
     ASSERT_OK(cancel_clock_install(NULL));
     cancel_clock_free(c);
-}
-
-/* The state letter of /proc/<pid>/task/<tid>/stat (tid == pid for a
- * process), or 0 if it is gone. */
-static char state_of(const char *path)
-{
-    char buf[512];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    return p != NULL && p[1] == ' ' ? p[2] : 0;
-}
-
-static bool tid_asleep(pid_t tid)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
-    return state_of(path) == 'S';
 }
 
 /* Voluntary context switches of a thread: each sleep adds one. */
@@ -92,7 +67,7 @@ static bool child_running(pid_t pid)
 {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    char s = state_of(path);
+    char s = harness_proc_state(path);
     return s != 0 && s != 'Z' && s != 'X';
 }
 
@@ -175,7 +150,7 @@ struct waiter {
 static void *waiter_main(void *arg)
 {
     struct waiter *w = arg;
-    atomic_store(&w->tid, (pid_t)syscall(SYS_gettid));
+    atomic_store(&w->tid, harness_gettid());
     cancel_throw(CANCEL_NONE);
     w->status = -12345;
     w->result = cancel_process_wait(w->pid, w->null_status ? NULL : &w->status,
@@ -187,7 +162,8 @@ static void *waiter_main(void *arg)
 
 static void wait_asleep(struct waiter *w)
 {
-    while (!tid_asleep(atomic_load(&w->tid)) && !atomic_load(&w->done))
+    while (!harness_thread_asleep(atomic_load(&w->tid)) &&
+           !atomic_load(&w->done))
         sched_yield();
 }
 
@@ -207,7 +183,7 @@ static void wait_asleep_again(struct waiter *w, long before)
 {
     while (!atomic_load(&w->done) &&
            !(switches(atomic_load(&w->tid)) > before &&
-             tid_asleep(atomic_load(&w->tid))))
+             harness_thread_asleep(atomic_load(&w->tid))))
         sched_yield();
 }
 

@@ -24,7 +24,6 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -71,7 +70,7 @@ static void report_cb(void *arg)
     (void)arg;
     rep.cb_ran = 1;
     rep.cb_on_main = pthread_equal(pthread_self(), main_thread) != 0;
-    rep.cb_tid_is_main = (pid_t)syscall(SYS_gettid) == main_tid;
+    rep.cb_tid_is_main = harness_gettid() == main_tid;
     rep.cb_reason = cancel_reason(child_token);
     struct sigaction sa;
     rep.cb_default =
@@ -90,7 +89,7 @@ static void stuck_cb(void *arg)
 static void child_setup(cancel_callback *cb)
 {
     main_thread = pthread_self();
-    main_tid = (pid_t)syscall(SYS_gettid);
+    main_tid = harness_gettid();
     cancel_source *src = cancel_source_new();
     if (src == NULL)
         _exit(91);
@@ -294,7 +293,7 @@ struct seen {
 static void seen_cb(void *arg)
 {
     struct seen *s = arg;
-    atomic_store(&s->tid, (pid_t)syscall(SYS_gettid));
+    atomic_store(&s->tid, harness_gettid());
     atomic_store(&s->reason, cancel_reason(s->t));
     atomic_fetch_add(&s->runs, 1);
 }
@@ -316,7 +315,7 @@ TEST(signal_cancels_every_waiting_source)
         ASSERT_OK(cancel_register(seen[i].t, &reg[i], seen_cb, &seen[i]));
     }
     ASSERT_OK(kill(getpid(), SIGUSR2));
-    pid_t me = (pid_t)syscall(SYS_gettid);
+    pid_t me = harness_gettid();
     for (int i = 0; i < 3; i++) {
         ASSERT_ERR(cancel_wait(seen[i].t, -1), -ECANCELED);
         ASSERT_EQ(cancel_reason(seen[i].t), EINTR);

@@ -16,26 +16,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static bool tid_asleep(pid_t tid)
-{
-    char path[64], buf[256];
-    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return false;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    return p != NULL && p[1] == ' ' && p[2] == 'S';
-}
 
 enum op { OP_READ, OP_WRITE, OP_RECV, OP_SEND };
 
@@ -57,7 +40,7 @@ struct call {
 static void *call_main(void *arg)
 {
     struct call *c = arg;
-    atomic_store(&c->tid, (pid_t)syscall(SYS_gettid));
+    atomic_store(&c->tid, harness_gettid());
     cancel_throw(CANCEL_NONE);
     switch (c->op) {
     case OP_READ:
@@ -87,7 +70,8 @@ static void call_start_blocked(struct call *c)
     ASSERT_OK(pthread_create(&c->th, NULL, call_main, c));
     while (atomic_load(&c->tid) == 0)
         sched_yield();
-    while (!tid_asleep(atomic_load(&c->tid)) && !atomic_load(&c->done))
+    while (!harness_thread_asleep(atomic_load(&c->tid)) &&
+           !atomic_load(&c->done))
         sched_yield();
 }
 

@@ -29,7 +29,6 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,34 +46,11 @@ __attribute__((constructor)) static void no_pidfds(void)
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* The state letter of a /proc stat file, or 0 if it is gone. */
-static char state_of(const char *path)
-{
-    char buf[512];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    return p != NULL && p[1] == ' ' ? p[2] : 0;
-}
-
-static char thread_state(pid_t tid)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
-    return state_of(path);
-}
-
 static char process_state(pid_t pid)
 {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    return state_of(path);
+    return harness_proc_state(path);
 }
 
 static int64_t real_now(void)
@@ -157,7 +133,7 @@ struct waiter {
 static void *waiter_main(void *arg)
 {
     struct waiter *w = arg;
-    atomic_store(&w->tid, (int)syscall(SYS_gettid));
+    atomic_store(&w->tid, harness_gettid());
     w->result = cancel_process_wait(w->pid, &w->status, w->t, w->grace);
     atomic_store(&w->done, true);
     return NULL;
@@ -171,7 +147,7 @@ static void waiter_start(struct waiter *w)
     ASSERT_OK(pthread_create(&w->th, NULL, waiter_main, w));
     while (atomic_load(&w->tid) == 0)
         sched_yield();
-    while (thread_state(atomic_load(&w->tid)) != 'S' &&
+    while (!harness_thread_asleep(atomic_load(&w->tid)) &&
            !atomic_load(&w->done))
         sched_yield();
 }

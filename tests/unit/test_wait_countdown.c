@@ -9,14 +9,11 @@
 #include "harness.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #define MS ((int64_t)1000000)
 #define SEC ((int64_t)1000000000)
@@ -37,22 +34,6 @@ static void manual_done(cancel_clock *c)
     cancel_clock_free(c);
 }
 
-static bool tid_asleep(pid_t tid)
-{
-    char path[64], buf[256];
-    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return false;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    return p != NULL && p[1] == ' ' && p[2] == 'S';
-}
-
 struct waiter {
     pthread_t th;
     cancel_countdown *c;
@@ -67,7 +48,7 @@ struct waiter {
 static void *waiter_main(void *arg)
 {
     struct waiter *w = arg;
-    atomic_store(&w->tid, (pid_t)syscall(SYS_gettid));
+    atomic_store(&w->tid, harness_gettid());
     atomic_store(&w->entered, true);
     w->result = cancel_countdown_wait(w->c, w->t, w->timeout);
     w->recorded = cancel_canceled_token();
@@ -89,7 +70,8 @@ static void await_asleep(struct waiter *w)
 {
     while (!atomic_load(&w->entered))
         sched_yield();
-    while (!atomic_load(&w->done) && !tid_asleep(atomic_load(&w->tid)))
+    while (!atomic_load(&w->done) &&
+           !harness_thread_asleep(atomic_load(&w->tid)))
         sched_yield();
 }
 

@@ -16,7 +16,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -162,28 +161,12 @@ static void *poller_main(void *arg)
 {
     struct poller *p = arg;
     struct pollfd pfd = {p->fd, POLLIN, 0};
-    atomic_store(&p->tid, (pid_t)syscall(SYS_gettid));
+    atomic_store(&p->tid, harness_gettid());
     atomic_store(&p->entered, true);
     p->rc = poll(&pfd, 1, -1);
     p->revents = pfd.revents;
     atomic_store(&p->done, true);
     return NULL;
-}
-
-static bool tid_asleep(pid_t tid)
-{
-    char path[64], buf[256];
-    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return false;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    return p != NULL && p[1] == ' ' && p[2] == 'S';
 }
 
 TEST(fd_wakes_a_blocked_poll)
@@ -197,7 +180,7 @@ TEST(fd_wakes_a_blocked_poll)
     ASSERT_OK(pthread_create(&th, NULL, poller_main, &p));
     while (!atomic_load(&p.entered))
         sched_yield();
-    while (!atomic_load(&p.done) && !tid_asleep(atomic_load(&p.tid)))
+    while (!atomic_load(&p.done) && !harness_thread_asleep(atomic_load(&p.tid)))
         sched_yield();
     ASSERT_FALSE(atomic_load(&p.done));
     ASSERT_OK(cancel_source_cancel(src));

@@ -11,15 +11,12 @@
 #include "harness.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "internal.h"
 
@@ -49,23 +46,6 @@ static int64_t mono_now(void)
     return (int64_t)ts.tv_sec * SEC + ts.tv_nsec;
 }
 
-/* Whether thread `tid` of this process is asleep (state S). */
-static bool tid_asleep(pid_t tid)
-{
-    char path[64], buf[256];
-    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return false;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')'); /* the name may contain anything */
-    return p != NULL && p[1] == ' ' && p[2] == 'S';
-}
-
 enum op { OP_WAIT, OP_SLEEP };
 
 /* One thread running one wait. */
@@ -84,7 +64,7 @@ struct waiter {
 static void *waiter_main(void *arg)
 {
     struct waiter *w = arg;
-    atomic_store(&w->tid, (pid_t)syscall(SYS_gettid));
+    atomic_store(&w->tid, harness_gettid());
     atomic_store(&w->entered, true);
     if (w->op == OP_WAIT)
         w->result = cancel_wait(w->t, w->timeout);
@@ -109,7 +89,8 @@ static void await_asleep(struct waiter *w)
 {
     while (!atomic_load(&w->entered))
         sched_yield();
-    while (!atomic_load(&w->done) && !tid_asleep(atomic_load(&w->tid)))
+    while (!atomic_load(&w->done) &&
+           !harness_thread_asleep(atomic_load(&w->tid)))
         sched_yield();
 }
 
