@@ -52,8 +52,11 @@ struct more {
 
 struct cancel_task {
     struct cancel__work work; /* first: the pool's queue item */
+    /* What a waiter and the last release read, side by side: a waiter that
+     * walks many tasks gone cold in the cache misses once per task. */
     _Atomic uint32_t refs;
     _Atomic uint32_t status;
+    cancel_event done;
     _Atomic int pending; /* body + unfinished attached children */
     _Atomic uint32_t lock;
     union {
@@ -63,7 +66,6 @@ struct cancel_task {
     void *arg;
     cancel_pool *pool;
     cancel_token token; /* retained */
-    cancel_event done;
     struct more *_Atomic more;
     int own_error;       /* the body's fault code, or 0 */
     uint8_t kind;        /* enum kind */
@@ -594,6 +596,9 @@ int cancel_task_wait_all(cancel_task *const *tasks, size_t n, cancel_token t,
     bool inline_ok = t.src_ == NULL && timeout_ns < 0;
     struct cancel__deadline d;
     cancel__deadline_init(&d, timeout_ns);
+    /* One pass: the outcome is decided as each task ends, so a big array
+     * of tasks gone cold in the cache is walked once. */
+    size_t faulted = n, canceled = n;
     for (size_t i = 0; i < n; i++) {
         /* As cancel_task_wait: run a task still queued here, in order. */
         if (inline_ok && cancel_task_status_of(tasks[i]) ==
@@ -603,16 +608,15 @@ int cancel_task_wait_all(cancel_task *const *tasks, size_t n, cancel_token t,
                                   cancel__deadline_left(&d));
         if (r < 0)
             return r;
-    }
-    int canceled = -1;
-    for (size_t i = 0; i < n; i++) {
         cancel_task_status s = cancel_task_status_of(tasks[i]);
-        if (s == CANCEL_TASK_FAULTED)
-            return cancel_task_error(tasks[i]);
-        if (s == CANCEL_TASK_CANCELED && canceled < 0)
-            canceled = (int)i;
+        if (s == CANCEL_TASK_FAULTED && faulted == n)
+            faulted = i;
+        else if (s == CANCEL_TASK_CANCELED && canceled == n)
+            canceled = i;
     }
-    if (canceled >= 0)
+    if (faulted < n)
+        return cancel_task_error(tasks[faulted]);
+    if (canceled < n)
         return outcome(tasks[canceled]);
     return 0;
 }
