@@ -21,7 +21,8 @@
  * There is no real network: the program starts its own HTTP-like server on
  * 127.0.0.1 (a free port, on a thread); the server is written with the
  * library's cancelable I/O (cancel_accept, cancel_read, cancel_send) and is
- * stopped by a source of its own.
+ * stopped by a source of its own.  The server and the blocking client are
+ * scaffolding shared with E8, in local_http.h.
  *
  * Usage:
  *   e4_callback_request                   the documented run: a silent
@@ -49,7 +50,6 @@
 
 #include <cancel/cancel.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -58,227 +58,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-/* Not part of the port: the error helpers. */
+/* Not part of the port: the error helpers, and the local server and the
+ * blocking client. */
 #define EXAMPLE_NAME "e4_callback_request"
 #include "script.h"
-
-#define RESPONSE_BODY "Hello from the local server.\n"
-
-/* ---- The local server ---------------------------------------------------
- *
- * Scaffolding, not part of the port: it stands in for www.contoso.com.  It
- * serves one connection at a time until main cancels its `stop` source.
- */
-
-enum server_mode {
-    SERVER_SILENT,    /* reads the request, never answers */
-    SERVER_ANSWERING, /* reads the request, answers with RESPONSE_BODY */
-};
-
-struct server {
-    enum server_mode mode;
-    int listen_fd;
-    struct sockaddr_in addr;   /* 127.0.0.1 and the port the kernel chose */
-    cancel_source *stop;       /* main cancels it to stop the server */
-    cancel_event request_read; /* set once a whole request was read */
-    int connections;           /* accepted; main reads it after the join */
-    const char *failed_call;   /* the first failure, if any */
-    int err;                   /* its negative errno value */
-    pthread_t thread;
-};
-
-/* Send all of buf with cancel_send, which never raises SIGPIPE. */
-static int send_all(int fd, const char *buf, size_t n, cancel_token stop)
-{
-    while (n > 0) {
-        ssize_t sent = cancel_send(fd, buf, n, 0, stop, CANCEL_INFINITE);
-        if (sent < 0)
-            return (int)sent;
-        buf += sent;
-        n -= (size_t)sent;
-    }
-    return 0;
-}
-
-/* Serve one connection: read the request up to its blank line, tell main,
- * then answer or keep silent until the client hangs up.  Returns 0 or the
- * negative errno value of the call named in *call. */
-static int serve(struct server *s, int fd, cancel_token stop, const char **call)
-{
-    char buf[1024];
-    size_t len = 0;
-
-    for (;;) {
-        *call = "cancel_read";
-        if (len == sizeof buf - 1)
-            return -EMSGSIZE;
-        ssize_t n = cancel_read(fd, buf + len, sizeof buf - 1 - len, stop,
-                                CANCEL_INFINITE);
-        if (n < 0)
-            return (int)n;
-        if (n == 0)
-            return 0; /* the client left before a whole request */
-        len += (size_t)n;
-        buf[len] = '\0';
-        if (strstr(buf, "\r\n\r\n") != NULL)
-            break;
-    }
-
-    /* The gate: main cancels only once the request is this far. */
-    *call = "cancel_event_set";
-    int err = cancel_event_set(&s->request_read);
-    if (err != 0)
-        return err;
-
-    if (s->mode == SERVER_ANSWERING) {
-        static const char response[] = "HTTP/1.0 200 OK\r\n"
-                                       "Content-Type: text/plain\r\n"
-                                       "Connection: close\r\n"
-                                       "\r\n" RESPONSE_BODY;
-        *call = "cancel_send";
-        return send_all(fd, response, sizeof response - 1, stop);
-    }
-
-    /* Silent: never answer; read (and drop) until the client hangs up. */
-    for (;;) {
-        *call = "cancel_read";
-        ssize_t n = cancel_read(fd, buf, sizeof buf, stop, CANCEL_INFINITE);
-        if (n <= 0)
-            return (int)n;
-    }
-}
-
-static void *server_main(void *arg)
-{
-    struct server *s = arg;
-    cancel_token stop = cancel_source_token(s->stop);
-    const char *call = "cancel_accept";
-
-    for (;;) {
-        int fd = cancel_accept(s->listen_fd, NULL, NULL, stop, CANCEL_INFINITE);
-        if (fd == -ECANCELED)
-            return NULL; /* main stopped the server */
-        if (fd < 0) {
-            s->failed_call = "cancel_accept";
-            s->err = fd;
-            return NULL;
-        }
-        s->connections++;
-        int err = serve(s, fd, stop, &call);
-        if (close(fd) < 0 && err == 0) {
-            call = "close";
-            err = -errno;
-        }
-        if (err == -ECANCELED)
-            return NULL;
-        if (err < 0) {
-            s->failed_call = call;
-            s->err = err;
-            return NULL;
-        }
-    }
-}
-
-static void server_start(struct server *s, enum server_mode mode)
-{
-    *s = (struct server){.mode = mode, .listen_fd = -1};
-    s->addr.sin_family = AF_INET;
-    s->addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    s->addr.sin_port = 0; /* any free port */
-
-    s->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (s->listen_fd < 0)
-        die("socket", errno);
-    socklen_t len = sizeof s->addr;
-    if (bind(s->listen_fd, (struct sockaddr *)&s->addr, sizeof s->addr) < 0)
-        die("bind", errno);
-    if (listen(s->listen_fd, 4) < 0)
-        die("listen", errno);
-    if (getsockname(s->listen_fd, (struct sockaddr *)&s->addr, &len) < 0)
-        die("getsockname", errno);
-
-    s->stop = cancel_source_new();
-    if (s->stop == NULL)
-        fail_err("cancel_source_new", -errno);
-    check("cancel_event_init", cancel_event_init(&s->request_read, false));
-    int rc = pthread_create(&s->thread, NULL, server_main, s);
-    if (rc != 0)
-        die("pthread_create", rc);
-}
-
-/* Stop the server and return how many connections it accepted. */
-static int server_stop(struct server *s)
-{
-    check("cancel_source_cancel", cancel_source_cancel(s->stop));
-    int rc = pthread_join(s->thread, NULL);
-    if (rc != 0)
-        die("pthread_join", rc);
-    if (s->err != 0) {
-        fprintf(stderr, "e4_callback_request: server: ");
-        fail_err(s->failed_call, s->err);
-    }
-    if (close(s->listen_fd) < 0)
-        die("close", errno);
-    check("cancel_event_destroy", cancel_event_destroy(&s->request_read));
-    cancel_source_free(s->stop);
-    return s->connections;
-}
+#include "local_http.h"
 
 /* ---- The web client: WebClient with DownloadStringAsync and CancelAsync -
  *
- * Plain blocking sockets, no token anywhere: like WebClient, the client
- * can only be canceled through its own method, web_client_cancel_async.
+ * The blocking client of local_http.h, its request on a thread of its own.
+ * No token anywhere: like WebClient, the client can only be canceled
+ * through its own method, web_client_cancel_async.
  */
 
-enum outcome {
-    REQUEST_COMPLETED,
-    REQUEST_CANCELED,
-    REQUEST_FAILED,
-};
-
 struct web_client {
-    pthread_mutex_t lock; /* guards canceled, finished and fd */
-    bool canceled;        /* CancelAsync was called */
-    bool finished;        /* the request ended: CancelAsync comes too late */
-    int fd;               /* the request's socket, or -1 */
-    int abort_error;      /* errno of a failed shutdown in CancelAsync */
-
-    struct sockaddr_in server;
+    struct client http; /* the request: plain blocking sockets */
     pthread_t thread;
     cancel_event ended; /* set when the request has ended */
-
-    /* The result, read once `ended` is set. */
-    enum outcome outcome;
-    const char *failed_call; /* REQUEST_FAILED: the call and its errno */
-    int error;
-    char response[512]; /* what the server sent, NUL-terminated */
-    size_t response_len;
 };
-
-static void client_lock(struct web_client *wc)
-{
-    int rc = pthread_mutex_lock(&wc->lock);
-    if (rc != 0)
-        die("pthread_mutex_lock", rc);
-}
-
-static void client_unlock(struct web_client *wc)
-{
-    int rc = pthread_mutex_unlock(&wc->lock);
-    if (rc != 0)
-        die("pthread_mutex_unlock", rc);
-}
 
 static void web_client_init(struct web_client *wc,
                             const struct sockaddr_in *server)
 {
-    *wc = (struct web_client){.fd = -1, .server = *server};
-    int rc = pthread_mutex_init(&wc->lock, NULL);
-    if (rc != 0)
-        die("pthread_mutex_init", rc);
+    client_init(&wc->http, server);
     check("cancel_event_init", cancel_event_init(&wc->ended, false));
 }
 
@@ -289,44 +92,7 @@ static void web_client_init(struct web_client *wc,
  * called after the request ended it does nothing. */
 static void web_client_cancel_async(struct web_client *wc)
 {
-    client_lock(wc);
-    if (!wc->finished) {
-        wc->canceled = true;
-        /* ENOTCONN: the socket exists but is not connected yet; the
-         * request looks at `canceled` again once it is. */
-        if (wc->fd >= 0 && shutdown(wc->fd, SHUT_RDWR) < 0 && errno != ENOTCONN)
-            wc->abort_error = errno;
-    }
-    client_unlock(wc);
-}
-
-/* The request ends: canceled if CancelAsync came while it was pending,
- * whatever the I/O returned; otherwise as the I/O says. */
-static void *web_client_finish(struct web_client *wc, const char *call,
-                               int error)
-{
-    client_lock(wc);
-    wc->finished = true;
-    if (wc->canceled)
-        wc->outcome = REQUEST_CANCELED;
-    else if (call != NULL)
-        wc->outcome = REQUEST_FAILED;
-    else
-        wc->outcome = REQUEST_COMPLETED;
-    wc->failed_call = call;
-    wc->error = error;
-    client_unlock(wc);
-    check("cancel_event_set", cancel_event_set(&wc->ended));
-    return NULL;
-}
-
-/* Whether CancelAsync has been called. */
-static bool web_client_canceled(struct web_client *wc)
-{
-    client_lock(wc);
-    bool canceled = wc->canceled;
-    client_unlock(wc);
-    return canceled;
+    client_abort(&wc->http);
 }
 
 /* The download, on its own thread: connect, send the request, read the
@@ -334,56 +100,11 @@ static bool web_client_canceled(struct web_client *wc)
 static void *web_client_download(void *arg)
 {
     struct web_client *wc = arg;
-    static const char request[] = "GET / HTTP/1.0\r\n"
-                                  "Host: 127.0.0.1\r\n"
-                                  "\r\n";
 
-    client_lock(wc);
-    if (wc->canceled) {
-        client_unlock(wc);
-        return web_client_finish(wc, NULL, 0); /* never connects */
-    }
-    wc->fd = socket(AF_INET, SOCK_STREAM, 0);
-    int fd = wc->fd;
-    client_unlock(wc);
-    if (fd < 0)
-        return web_client_finish(wc, "socket", errno);
-
-    if (connect(fd, (const struct sockaddr *)&wc->server, sizeof wc->server) <
-        0)
-        return web_client_finish(wc, "connect", errno);
-    /* A CancelAsync before the connection existed had nothing to shut
-     * down; from now on a shutdown reaches the send and the recv. */
-    if (web_client_canceled(wc))
-        return web_client_finish(wc, NULL, 0);
-
-    for (size_t sent = 0; sent < sizeof request - 1;) {
-        ssize_t n =
-            send(fd, request + sent, sizeof request - 1 - sent, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return web_client_finish(wc, "send", errno);
-        sent += (size_t)n;
-    }
-
-    /* The pending part: a silent server leaves this recv blocked until
-     * CancelAsync shuts the socket down, which makes it return 0. */
-    for (;;) {
-        size_t room = sizeof wc->response - 1 - wc->response_len;
-        if (room == 0)
-            return web_client_finish(wc, "recv", EMSGSIZE);
-        ssize_t n = recv(fd, wc->response + wc->response_len, room, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return web_client_finish(wc, "recv", errno);
-        if (n == 0)
-            break;
-        wc->response_len += (size_t)n;
-    }
-    wc->response[wc->response_len] = '\0';
-    return web_client_finish(wc, NULL, 0);
+    if (client_connect(&wc->http))
+        client_transfer(&wc->http);
+    check("cancel_event_set", cancel_event_set(&wc->ended));
+    return NULL;
 }
 
 /* WebClient.DownloadStringAsync: start the request and return at once. */
@@ -402,20 +123,16 @@ static void web_client_wait(struct web_client *wc)
     int rc = pthread_join(wc->thread, NULL);
     if (rc != 0)
         die("pthread_join", rc);
-    if (wc->abort_error != 0)
-        die("shutdown (in CancelAsync)", wc->abort_error);
+    if (wc->http.abort_error != 0)
+        die("shutdown (in CancelAsync)", wc->http.abort_error);
 }
 
 /* Dispose: only once the request has ended and nothing can call
  * web_client_cancel_async any more. */
 static void web_client_destroy(struct web_client *wc)
 {
-    if (wc->fd >= 0 && close(wc->fd) < 0)
-        die("close", errno);
     check("cancel_event_destroy", cancel_event_destroy(&wc->ended));
-    int rc = pthread_mutex_destroy(&wc->lock);
-    if (rc != 0)
-        die("pthread_mutex_destroy", rc);
+    client_destroy(&wc->http);
 }
 
 /* ---- The port: StartWebRequest(token) ------------------------------------ */
@@ -537,7 +254,7 @@ int main(int argc, char **argv)
     }
 
     web_client_wait(&req.client);
-    const struct web_client *wc = &req.client;
+    const struct client *wc = &req.client.http;
     const char *body = strstr(wc->response, "\r\n\r\n");
     switch (wc->outcome) {
     case REQUEST_CANCELED:

@@ -27,7 +27,8 @@
  * remembering it was told to abort, reports *canceled*, not an I/O error.
  * There is no real network: the program runs its own HTTP-like server on
  * 127.0.0.1 (a free port, on a thread), written with the library's
- * cancelable I/O and stopped by a source of its own.
+ * cancelable I/O and stopped by a source of its own.  The server and the
+ * client are scaffolding shared with E4, in local_http.h.
  *
  * Usage:
  *   e8_download_task                     a silent server (it reads the
@@ -54,338 +55,19 @@
 
 #include <cancel/cancel.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-/* Not part of the port: the error helpers and the task status names. */
+/* Not part of the port: the error helpers and the task status names, and
+ * the local server and the client. */
 #define EXAMPLE_NAME "e8_download_task"
 #include "script.h"
-
-#define RESPONSE_BODY "Hello from the local server.\n"
-
-/* ---- The local server (scaffolding: it stands in for www.contoso.com) --- */
-
-enum server_mode {
-    SERVER_SILENT,       /* reads the request, never answers */
-    SERVER_ANSWERING,    /* reads the request, answers at once */
-    SERVER_ANSWER_LATER, /* reads the request, answers once `answer` is set */
-};
-
-struct server {
-    enum server_mode mode;
-    int listen_fd;
-    struct sockaddr_in addr;   /* 127.0.0.1 and the port the kernel chose */
-    cancel_source *stop;       /* main cancels it to stop the server */
-    cancel_event request_read; /* set once a whole request was read */
-    cancel_event answer;       /* SERVER_ANSWER_LATER: main sets it */
-    int connections;           /* accepted; main reads it after the join */
-    const char *failed_call;   /* the first failure, if any */
-    int err;                   /* its negative errno value */
-    pthread_t thread;
-};
-
-/* Serve one connection: read the request up to its blank line, tell main,
- * then answer or keep silent until the client hangs up.  Returns 0 or the
- * negative errno value of the call named in *call. */
-static int serve(struct server *s, int fd, cancel_token stop, const char **call)
-{
-    char buf[1024];
-    size_t len = 0;
-
-    do {
-        *call = "cancel_read";
-        if (len == sizeof buf - 1)
-            return -EMSGSIZE;
-        ssize_t n = cancel_read(fd, buf + len, sizeof buf - 1 - len, stop,
-                                CANCEL_INFINITE);
-        if (n <= 0)
-            return (int)n; /* an error, or the client left early */
-        len += (size_t)n;
-        buf[len] = '\0';
-    } while (strstr(buf, "\r\n\r\n") == NULL);
-
-    /* The gate: main cancels only once the request is this far. */
-    *call = "cancel_event_set";
-    int err = cancel_event_set(&s->request_read);
-    if (err != 0)
-        return err;
-
-    if (s->mode == SERVER_SILENT) {
-        /* Never answer; read (and drop) until the client hangs up. */
-        for (;;) {
-            *call = "cancel_read";
-            ssize_t n = cancel_read(fd, buf, sizeof buf, stop, CANCEL_INFINITE);
-            if (n <= 0)
-                return (int)n;
-        }
-    }
-    if (s->mode == SERVER_ANSWER_LATER) {
-        *call = "cancel_event_wait";
-        err = cancel_event_wait(&s->answer, stop, CANCEL_INFINITE);
-        if (err != 0)
-            return err;
-    }
-    static const char response[] = "HTTP/1.0 200 OK\r\n"
-                                   "Content-Type: text/plain\r\n"
-                                   "Connection: close\r\n"
-                                   "\r\n" RESPONSE_BODY;
-    *call = "cancel_send"; /* which never raises SIGPIPE */
-    for (size_t sent = 0; sent < sizeof response - 1;) {
-        ssize_t n = cancel_send(fd, response + sent, sizeof response - 1 - sent,
-                                0, stop, CANCEL_INFINITE);
-        if (n < 0)
-            return (int)n;
-        sent += (size_t)n;
-    }
-    return 0;
-}
-
-static void *server_main(void *arg)
-{
-    struct server *s = arg;
-    cancel_token stop = cancel_source_token(s->stop);
-    const char *call = "cancel_accept";
-
-    for (;;) {
-        int fd = cancel_accept(s->listen_fd, NULL, NULL, stop, CANCEL_INFINITE);
-        int err = fd < 0 ? fd : 0;
-        if (fd >= 0) {
-            s->connections++;
-            err = serve(s, fd, stop, &call);
-            if (close(fd) < 0 && err == 0) {
-                call = "close";
-                err = -errno;
-            }
-        }
-        if (err == -ECANCELED)
-            return NULL; /* main stopped the server */
-        if (err < 0) {
-            s->failed_call = call;
-            s->err = err;
-            return NULL;
-        }
-    }
-}
-
-static void server_start(struct server *s, enum server_mode mode)
-{
-    *s = (struct server){.mode = mode, .listen_fd = -1};
-    s->addr.sin_family = AF_INET;
-    s->addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    s->addr.sin_port = 0; /* any free port */
-
-    s->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (s->listen_fd < 0)
-        die("socket", errno);
-    socklen_t len = sizeof s->addr;
-    if (bind(s->listen_fd, (struct sockaddr *)&s->addr, sizeof s->addr) < 0)
-        die("bind", errno);
-    if (listen(s->listen_fd, 4) < 0)
-        die("listen", errno);
-    if (getsockname(s->listen_fd, (struct sockaddr *)&s->addr, &len) < 0)
-        die("getsockname", errno);
-
-    s->stop = cancel_source_new();
-    if (s->stop == NULL)
-        fail_err("cancel_source_new", -errno);
-    check("cancel_event_init", cancel_event_init(&s->request_read, false));
-    check("cancel_event_init", cancel_event_init(&s->answer, false));
-    int rc = pthread_create(&s->thread, NULL, server_main, s);
-    if (rc != 0)
-        die("pthread_create", rc);
-}
-
-/* Stop the server and return how many connections it accepted. */
-static int server_stop(struct server *s)
-{
-    check("cancel_source_cancel", cancel_source_cancel(s->stop));
-    int rc = pthread_join(s->thread, NULL);
-    if (rc != 0)
-        die("pthread_join", rc);
-    if (s->err != 0) {
-        fprintf(stderr, "e8_download_task: server: ");
-        fail_err(s->failed_call, s->err);
-    }
-    if (close(s->listen_fd) < 0)
-        die("close", errno);
-    check("cancel_event_destroy", cancel_event_destroy(&s->request_read));
-    check("cancel_event_destroy", cancel_event_destroy(&s->answer));
-    cancel_source_free(s->stop);
-    return s->connections;
-}
-
-/* ---- The client: a blocking download with its own abort ----------------
- *
- * No token anywhere: like HttpClient, it can only be canceled through its
- * own method, client_abort, which any thread may call.
- */
-
-enum outcome { DOWNLOAD_COMPLETED, DOWNLOAD_CANCELED, DOWNLOAD_FAILED };
-
-struct client {
-    pthread_mutex_t lock; /* guards aborted, finished and fd */
-    bool aborted;         /* client_abort was called in time */
-    bool finished;        /* the download ended: an abort comes too late */
-    int fd;               /* the socket, or -1 */
-    int abort_error;      /* errno of a failed shutdown in client_abort */
-    struct sockaddr_in server;
-
-    /* The result, once client_finish returned. */
-    enum outcome outcome;
-    const char *failed_call; /* DOWNLOAD_FAILED: the call and its errno */
-    int error;
-    char response[512]; /* what the server sent, NUL-terminated */
-    size_t response_len;
-};
-
-static void client_lock(struct client *c)
-{
-    int rc = pthread_mutex_lock(&c->lock);
-    if (rc != 0)
-        die("pthread_mutex_lock", rc);
-}
-
-static void client_unlock(struct client *c)
-{
-    int rc = pthread_mutex_unlock(&c->lock);
-    if (rc != 0)
-        die("pthread_mutex_unlock", rc);
-}
-
-static void client_init(struct client *c, const struct sockaddr_in *server)
-{
-    *c = (struct client){.fd = -1, .server = *server};
-    int rc = pthread_mutex_init(&c->lock, NULL);
-    if (rc != 0)
-        die("pthread_mutex_init", rc);
-}
-
-/* CancelPendingRequests: never blocks.  It shuts the socket down, which
- * wakes the download's send or recv; before the socket exists it only
- * leaves a note; after the download ended it does nothing. */
-static void client_abort(struct client *c)
-{
-    client_lock(c);
-    if (!c->finished) {
-        c->aborted = true;
-        /* ENOTCONN: not connected yet; the download looks at `aborted`
-         * again once it is. */
-        if (c->fd >= 0 && shutdown(c->fd, SHUT_RDWR) < 0 && errno != ENOTCONN)
-            c->abort_error = errno;
-    }
-    client_unlock(c);
-}
-
-static bool client_aborted(struct client *c)
-{
-    client_lock(c);
-    bool aborted = c->aborted;
-    client_unlock(c);
-    return aborted;
-}
-
-/* The download ends: canceled if aborted while pending, whatever the I/O
- * returned; otherwise as the I/O says. */
-static enum outcome client_finish(struct client *c, const char *call, int error)
-{
-    client_lock(c);
-    c->finished = true;
-    if (c->aborted)
-        c->outcome = DOWNLOAD_CANCELED;
-    else if (call != NULL)
-        c->outcome = DOWNLOAD_FAILED;
-    else
-        c->outcome = DOWNLOAD_COMPLETED;
-    c->failed_call = call;
-    c->error = error;
-    client_unlock(c);
-    return c->outcome;
-}
-
-/* The first half of the download: the socket and the connection.  true if
- * the download goes on; false if it already ended (see c->outcome). */
-static bool client_connect(struct client *c)
-{
-    client_lock(c);
-    if (c->aborted) {
-        client_unlock(c);
-        client_finish(c, NULL, 0); /* never connects */
-        return false;
-    }
-    c->fd = socket(AF_INET, SOCK_STREAM, 0);
-    int fd = c->fd;
-    client_unlock(c);
-    if (fd < 0) {
-        client_finish(c, "socket", errno);
-        return false;
-    }
-    if (connect(fd, (const struct sockaddr *)&c->server, sizeof c->server) <
-        0) {
-        client_finish(c, "connect", errno);
-        return false;
-    }
-    return true;
-}
-
-/* The second half: send the request, read the response until the server
- * closes the connection (HTTP/1.0). */
-static enum outcome client_transfer(struct client *c)
-{
-    static const char request[] = "GET / HTTP/1.0\r\n"
-                                  "Host: 127.0.0.1\r\n"
-                                  "\r\n";
-    /* An abort before the connection existed had nothing to shut down. */
-    if (client_aborted(c))
-        return client_finish(c, NULL, 0);
-
-    for (size_t sent = 0; sent < sizeof request - 1;) {
-        ssize_t n = send(c->fd, request + sent, sizeof request - 1 - sent,
-                         MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return client_finish(c, "send", errno);
-        sent += (size_t)n;
-    }
-    /* The pending part: a silent server leaves this recv blocked until
-     * client_abort shuts the socket down, which makes it return 0. */
-    for (;;) {
-        size_t room = sizeof c->response - 1 - c->response_len;
-        if (room == 0)
-            return client_finish(c, "recv", EMSGSIZE);
-        ssize_t n = recv(c->fd, c->response + c->response_len, room, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return client_finish(c, "recv", errno);
-        if (n == 0)
-            break;
-        c->response_len += (size_t)n;
-    }
-    c->response[c->response_len] = '\0';
-    return client_finish(c, NULL, 0);
-}
-
-/* Dispose: only once nothing can call client_abort any more. */
-static void client_destroy(struct client *c)
-{
-    if (c->abort_error != 0)
-        die("shutdown (in client_abort)", c->abort_error);
-    if (c->fd >= 0 && close(c->fd) < 0)
-        die("close", errno);
-    int rc = pthread_mutex_destroy(&c->lock);
-    if (rc != 0)
-        die("pthread_mutex_destroy", rc);
-}
+#include "local_http.h"
 
 /* ---- The port: the task ------------------------------------------------- */
 
@@ -447,7 +129,7 @@ static int download_body(void *arg, cancel_token token)
 
     int result = 0;
     switch (outcome) {
-    case DOWNLOAD_COMPLETED: {
+    case REQUEST_COMPLETED: {
         const char *body = strstr(client.response, "\r\n\r\n");
         if (body == NULL || strcmp(body + 4, RESPONSE_BODY) != 0 ||
             strncmp(client.response, "HTTP/1.0 200 ", 13) != 0)
@@ -455,11 +137,11 @@ static int download_body(void *arg, cancel_token token)
         printf("The download has completed:\n%s", body + 4);
         break;
     }
-    case DOWNLOAD_CANCELED:
+    case REQUEST_CANCELED:
         puts("The download was canceled.");
         result = cancel_throw(token); /* OperationCanceledException(token) */
         break;
-    case DOWNLOAD_FAILED:
+    case REQUEST_FAILED:
         /* Exit rather than fault the task: main may be waiting for a gate
          * that this download will never open. */
         fprintf(stderr, "e8_download_task: %s: %s\n", client.failed_call,
