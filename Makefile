@@ -101,7 +101,7 @@ bench: deps-bench
 
 format:
 	clang-format -i include/cancel/*.h src/*.c src/*.h src/platform/*.[ch] \
-	    tests/*.[ch] tests/*/*.c examples/*.c bench/*.cc bench/*.h bench/*.c
+	    tests/*.[ch] tests/*/*.c examples/*.[ch] bench/*.cc bench/*.h bench/*.c
 
 clean:
 	rm -rf build
