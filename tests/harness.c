@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -119,6 +120,55 @@ bool harness_thread_asleep(pid_t tid)
     char path[64];
     snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
     return harness_proc_state(path) == 'S';
+}
+
+cancel_clock *harness_manual_clock(void)
+{
+    cancel_clock *c = cancel_clock_new_manual(0);
+    ASSERT_NOT_NULL(c);
+    ASSERT_OK(cancel_clock_install(c));
+    return c;
+}
+
+void harness_manual_clock_done(cancel_clock *c)
+{
+    ASSERT_OK(cancel_clock_install(NULL));
+    cancel_clock_free(c);
+}
+
+static void *call_main(void *arg)
+{
+    harness_call *c = arg;
+    atomic_store(&c->tid, harness_gettid());
+    atomic_store(&c->entered, true);
+    c->result = c->fn(c->arg);
+    c->recorded = cancel_canceled_token();
+    atomic_store(&c->done, true);
+    return NULL;
+}
+
+void harness_call_start(harness_call *c, int (*fn)(void *arg), void *arg)
+{
+    memset(c, 0, sizeof(*c));
+    c->fn = fn;
+    c->arg = arg;
+    ASSERT_OK(pthread_create(&c->th, NULL, call_main, c));
+}
+
+void harness_call_await_asleep(harness_call *c)
+{
+    while (!atomic_load(&c->entered))
+        sched_yield();
+    while (!atomic_load(&c->done) &&
+           !harness_thread_asleep(atomic_load(&c->tid)))
+        sched_yield();
+}
+
+int harness_call_finish(harness_call *c)
+{
+    ASSERT_OK(pthread_join(c->th, NULL));
+    ASSERT_TRUE(atomic_load(&c->done));
+    return c->result;
 }
 
 long harness_scale(long n)

@@ -12,6 +12,8 @@
 #define CANCEL_TEST_HARNESS_H
 
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -94,6 +96,37 @@ void harness_gate_destroy(harness_gate *g);
 pid_t harness_gettid(void);
 char harness_proc_state(const char *stat_path);
 bool harness_thread_asleep(pid_t tid);
+
+/* A manual clock for a test's timeouts:
+ *   harness_manual_clock()        installs a new manual clock that starts
+ *                                 at 0, and returns it;
+ *   harness_manual_clock_done(c)  uninstalls clock c and frees it. */
+cancel_clock *harness_manual_clock(void);
+void harness_manual_clock_done(cancel_clock *c);
+
+/* One blocking call on a thread of its own, to act while it is blocked.
+ * The thread stores its tid, raises `entered` right before fn(arg), then
+ * stores fn's result, its canceled token (cancel_canceled_token) in
+ * `recorded`, and raises `done`.
+ *   harness_call_start(c, fn, arg)  runs fn(arg) on a new thread;
+ *   harness_call_await_asleep(c)    returns once the call has entered and
+ *                                   its thread is asleep in the kernel
+ *                                   (state S), or the call is done: a
+ *                                   gate, not a sleep;
+ *   harness_call_finish(c)          joins the thread, asserts the call is
+ *                                   done, and returns its result. */
+typedef struct harness_call {
+    pthread_t th;
+    int (*fn)(void *arg);
+    void *arg;
+    _Atomic pid_t tid;
+    atomic_bool entered, done;
+    int result;
+    cancel_token recorded;
+} harness_call;
+void harness_call_start(harness_call *c, int (*fn)(void *arg), void *arg);
+void harness_call_await_asleep(harness_call *c);
+int harness_call_finish(harness_call *c);
 
 /* Annotations for valgrind's thread checkers.  The stress tests start and
  * stop their threads with atomic flags and counters polled in yield loops

@@ -25,20 +25,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static cancel_clock *manual(void)
-{
-    cancel_clock *c = cancel_clock_new_manual(0);
-    ASSERT_NOT_NULL(c);
-    ASSERT_OK(cancel_clock_install(c));
-    return c;
-}
-
-static void manual_done(cancel_clock *c)
-{
-    ASSERT_OK(cancel_clock_install(NULL));
-    cancel_clock_free(c);
-}
-
 static size_t queued(int fd)
 {
     int n = -1;
@@ -245,7 +231,7 @@ TEST(read_full_canceled_before_any_byte)
 
 TEST(read_full_timeout_midway)
 {
-    cancel_clock *clk = manual();
+    cancel_clock *clk = harness_manual_clock();
     int p[2];
     ASSERT_OK(pipe2(p, O_CLOEXEC));
     cancel_source *src = cancel_source_new();
@@ -273,14 +259,14 @@ TEST(read_full_timeout_midway)
     cancel_source_free(src);
     close(p[0]);
     close(p[1]);
-    manual_done(clk);
+    harness_manual_clock_done(clk);
 }
 
 /* The timeout covers the whole transfer, not each piece: data that comes
  * midway does not restart it. */
 TEST(read_full_timeout_covers_whole_transfer)
 {
-    cancel_clock *clk = manual();
+    cancel_clock *clk = harness_manual_clock();
     int p[2];
     ASSERT_OK(pipe2(p, O_CLOEXEC));
     cancel_source *src = cancel_source_new();
@@ -309,7 +295,7 @@ TEST(read_full_timeout_covers_whole_transfer)
     cancel_source_free(src);
     close(p[0]);
     close(p[1]);
-    manual_done(clk);
+    harness_manual_clock_done(clk);
 }
 
 TEST(read_full_pre_canceled)
@@ -428,7 +414,7 @@ TEST(write_full_all_written_nonblocking_fd)
 
 static void write_full_stopped_midway(bool by_timeout, bool nonblock)
 {
-    cancel_clock *clk = by_timeout ? manual() : NULL;
+    cancel_clock *clk = by_timeout ? harness_manual_clock() : NULL;
     int p[2];
     size_t cap = small_pipe(p);
     if (nonblock)
@@ -468,7 +454,7 @@ static void write_full_stopped_midway(bool by_timeout, bool nonblock)
     close(p[0]);
     close(p[1]);
     if (clk != NULL)
-        manual_done(clk);
+        harness_manual_clock_done(clk);
 }
 
 TEST(write_full_canceled_midway)

@@ -21,20 +21,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static cancel_clock *manual(void)
-{
-    cancel_clock *c = cancel_clock_new_manual(0);
-    ASSERT_NOT_NULL(c);
-    ASSERT_OK(cancel_clock_install(c));
-    return c;
-}
-
-static void manual_done(cancel_clock *c)
-{
-    ASSERT_OK(cancel_clock_install(NULL));
-    cancel_clock_free(c);
-}
-
 #define MAXF 80
 
 struct pcall {
@@ -283,9 +269,9 @@ TEST(poll_canceled_while_blocked_with_timeout)
 
 TEST(poll_canceled_while_blocked_manual_clock)
 {
-    cancel_clock *clk = manual();
+    cancel_clock *clk = harness_manual_clock();
     poll_canceled_while_blocked(1, 10 * SEC);
-    manual_done(clk);
+    harness_manual_clock_done(clk);
 }
 
 /* No entries: cancel_poll is a cancellable sleep. */
@@ -296,7 +282,7 @@ TEST(poll_no_entries_canceled_while_blocked)
 
 TEST(poll_no_entries_timeout)
 {
-    cancel_clock *clk = manual();
+    cancel_clock *clk = harness_manual_clock();
     cancel_source *src = cancel_source_new();
     static struct pcall c;
     memset(&c, 0, sizeof(c));
@@ -313,7 +299,7 @@ TEST(poll_no_entries_timeout)
     ASSERT_EQ(pcall_join(&c), 0);
     ASSERT_OK(cancel_poll(NULL, 0, CANCEL_NONE, 0));
     cancel_source_free(src);
-    manual_done(clk);
+    harness_manual_clock_done(clk);
 }
 
 /* A timeout leaves every revents 0, whatever was in them before. */
@@ -326,10 +312,10 @@ TEST(poll_timeout_clears_revents)
     ASSERT_EQ(f[0].revents, 0);
     ASSERT_EQ(f[1].revents, 0);
     f[0].revents = 0x7f;
-    cancel_clock *clk = manual();
+    cancel_clock *clk = harness_manual_clock();
     ASSERT_EQ(cancel_poll(f, 2, CANCEL_NONE, 0), 0);
     ASSERT_EQ(f[0].revents, 0);
-    manual_done(clk);
+    harness_manual_clock_done(clk);
     close(a[0]);
     close(a[1]);
 }

@@ -31,20 +31,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static cancel_clock *manual(void)
-{
-    cancel_clock *c = cancel_clock_new_manual(0);
-    ASSERT_NOT_NULL(c);
-    ASSERT_OK(cancel_clock_install(c));
-    return c;
-}
-
-static void manual_done(cancel_clock *c)
-{
-    ASSERT_OK(cancel_clock_install(NULL));
-    cancel_clock_free(c);
-}
-
 /* Voluntary context switches of a thread: each sleep adds one. */
 static long switches(pid_t tid)
 {
@@ -312,7 +298,7 @@ TEST(process_pre_canceled_stops_child)
  * on the installed (manual) clock - and not before. */
 TEST(process_ignores_sigterm_killed_after_grace)
 {
-    cancel_clock *clk = manual();
+    cancel_clock *clk = harness_manual_clock();
     pid_t pid = spawn_term_ignorer();
     cancel_source *src = cancel_source_new();
     const int64_t grace = 5 * SEC;
@@ -341,7 +327,7 @@ TEST(process_ignores_sigterm_killed_after_grace)
     ASSERT(cancel_token_equal(w.recorded, w.t));
     assert_reaped(pid);
     cancel_source_free(src);
-    manual_done(clk);
+    harness_manual_clock_done(clk);
 }
 
 /* A grace of 0: SIGKILL right after SIGTERM. */
@@ -363,7 +349,7 @@ TEST(process_zero_grace_kills_at_once)
  * call returns once the child ends for another reason (here: us). */
 TEST(process_negative_grace_never_kills)
 {
-    cancel_clock *clk = manual();
+    cancel_clock *clk = harness_manual_clock();
     pid_t pid = spawn_term_ignorer();
     cancel_source *src = cancel_source_new();
     struct waiter w = {.pid = pid, .t = cancel_source_token(src), .grace = -1};
@@ -384,14 +370,14 @@ TEST(process_negative_grace_never_kills)
     ASSERT(cancel_token_equal(w.recorded, w.t));
     assert_reaped(pid);
     cancel_source_free(src);
-    manual_done(clk);
+    harness_manual_clock_done(clk);
 }
 
 /* The child exits by itself during the grace period (here: on a second
  * signal of ours): the call returns without waiting the grace out. */
 TEST(process_ends_during_grace)
 {
-    cancel_clock *clk = manual();
+    cancel_clock *clk = harness_manual_clock();
     pid_t pid = spawn_term_ignorer();
     cancel_source *src = cancel_source_new();
     struct waiter w = {
@@ -407,7 +393,7 @@ TEST(process_ends_during_grace)
     ASSERT_EQ(WTERMSIG(w.status), SIGUSR2);
     assert_reaped(pid);
     cancel_source_free(src);
-    manual_done(clk);
+    harness_manual_clock_done(clk);
 }
 
 /* ---- not a child -------------------------------------------------------- */

@@ -35,20 +35,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static cancel_clock *manual(void)
-{
-    cancel_clock *c = cancel_clock_new_manual(0);
-    ASSERT_NOT_NULL(c);
-    ASSERT_OK(cancel_clock_install(c));
-    return c;
-}
-
-static void manual_done(cancel_clock *c)
-{
-    ASSERT_OK(cancel_clock_install(NULL));
-    cancel_clock_free(c);
-}
-
 static struct sockaddr_in loopback(void)
 {
     return (struct sockaddr_in){.sin_family = AF_INET,
@@ -305,7 +291,7 @@ TEST(tcp_recv_silent_server_canceled_nonblocking_fd)
 
 TEST(tcp_read_silent_server_timeout)
 {
-    cancel_clock *clk = manual();
+    cancel_clock *clk = harness_manual_clock();
     struct sockaddr_in addr;
     int l = listen_on(&addr, 4, false);
     int c = tcp_socket(false);
@@ -324,14 +310,14 @@ TEST(tcp_read_silent_server_timeout)
     cancel_source_free(src);
     close(c);
     close(l);
-    manual_done(clk);
+    harness_manual_clock_done(clk);
 }
 
 /* ---- connect to a full backlog ------------------------------------------ */
 
 static void connect_full_backlog(bool nonblock, bool by_timeout)
 {
-    cancel_clock *clk = by_timeout ? manual() : NULL;
+    cancel_clock *clk = by_timeout ? harness_manual_clock() : NULL;
     struct full_listener f;
     full_listener_open(&f);
     int s = tcp_socket(nonblock);
@@ -365,7 +351,7 @@ static void connect_full_backlog(bool nonblock, bool by_timeout)
     cancel_source_free(src);
     full_listener_close(&f);
     if (clk != NULL)
-        manual_done(clk);
+        harness_manual_clock_done(clk);
 }
 
 TEST(tcp_connect_full_backlog_canceled)
@@ -391,7 +377,7 @@ TEST(tcp_connect_full_backlog_timeout_nonblocking_fd)
 /* The timeout alone, with CANCEL_NONE: the private timer still aborts. */
 TEST(tcp_connect_full_backlog_timeout_no_token)
 {
-    cancel_clock *clk = manual();
+    cancel_clock *clk = harness_manual_clock();
     struct full_listener f;
     full_listener_open(&f);
     int s = tcp_socket(false);
@@ -406,7 +392,7 @@ TEST(tcp_connect_full_backlog_timeout_no_token)
     ASSERT_ERR(call_join(&c), -ETIMEDOUT);
     close(s);
     full_listener_close(&f);
-    manual_done(clk);
+    harness_manual_clock_done(clk);
 }
 
 TEST(tcp_connect_full_backlog_zero_timeout)
@@ -524,7 +510,7 @@ TEST(tcp_connect_refused)
 
 static void accept_released(bool nonblock, bool by_timeout)
 {
-    cancel_clock *clk = by_timeout ? manual() : NULL;
+    cancel_clock *clk = by_timeout ? harness_manual_clock() : NULL;
     struct sockaddr_in addr;
     int l = listen_on(&addr, 4, nonblock);
     int flags = fcntl(l, F_GETFL);
@@ -557,7 +543,7 @@ static void accept_released(bool nonblock, bool by_timeout)
     cancel_source_free(src);
     close(l);
     if (clk != NULL)
-        manual_done(clk);
+        harness_manual_clock_done(clk);
 }
 
 TEST(tcp_accept_canceled)

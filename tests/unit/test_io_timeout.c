@@ -34,20 +34,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static cancel_clock *manual(void)
-{
-    cancel_clock *c = cancel_clock_new_manual(0);
-    ASSERT_NOT_NULL(c);
-    ASSERT_OK(cancel_clock_install(c));
-    return c;
-}
-
-static void manual_done(cancel_clock *c)
-{
-    ASSERT_OK(cancel_clock_install(NULL));
-    cancel_clock_free(c);
-}
-
 static size_t queued(int fd)
 {
     int n = -1;
@@ -190,7 +176,7 @@ static void call_start_blocked(struct call *c)
  * -ETIMEDOUT once it moved T (or more, if it armed its deadline late). */
 static void expect_manual_timeout(struct call *c)
 {
-    cancel_clock *clk = manual();
+    cancel_clock *clk = harness_manual_clock();
     int64_t T = c->timeout;
     call_start_blocked(c);
     ASSERT_FALSE(atomic_load(&c->done));
@@ -211,7 +197,7 @@ static void expect_manual_timeout(struct call *c)
         ASSERT(cancel_token_equal(c->recorded, c->t));
     }
     ASSERT_FALSE(cancel_requested(c->t));
-    manual_done(clk);
+    harness_manual_clock_done(clk);
 }
 
 /* ---- zero timeouts ------------------------------------------------------ */
@@ -355,7 +341,7 @@ TEST(zero_timeout_poll)
 /* The same zero timeouts with the manual clock installed. */
 TEST(zero_timeout_manual_clock)
 {
-    cancel_clock *clk = manual();
+    cancel_clock *clk = harness_manual_clock();
     int p[2];
     ASSERT_OK(pipe2(p, O_CLOEXEC));
     char buf[4];
@@ -367,7 +353,7 @@ TEST(zero_timeout_manual_clock)
     ASSERT_EQ(cancel_read(p[0], buf, sizeof(buf), CANCEL_NONE, 0), 1);
     close(p[0]);
     close(p[1]);
-    manual_done(clk);
+    harness_manual_clock_done(clk);
 }
 
 /* ---- manual-clock timeouts ---------------------------------------------- */
@@ -530,7 +516,7 @@ TEST(manual_timeout_write_full)
 /* Data that comes before the deadline ends the wait: no timeout. */
 TEST(manual_clock_data_before_deadline)
 {
-    cancel_clock *clk = manual();
+    cancel_clock *clk = harness_manual_clock();
     int p[2];
     ASSERT_OK(pipe2(p, O_CLOEXEC));
     struct call c = {.op = OP_READ,
@@ -546,7 +532,7 @@ TEST(manual_clock_data_before_deadline)
     ASSERT_EQ(c.result, 4);
     close(p[0]);
     close(p[1]);
-    manual_done(clk);
+    harness_manual_clock_done(clk);
 }
 
 /* ---- pre-canceled tokens ------------------------------------------------ */

@@ -60,20 +60,6 @@ static int64_t real_now(void)
     return (int64_t)ts.tv_sec * SEC + ts.tv_nsec;
 }
 
-static cancel_clock *manual(void)
-{
-    cancel_clock *c = cancel_clock_new_manual(0);
-    ASSERT_NOT_NULL(c);
-    ASSERT_OK(cancel_clock_install(c));
-    return c;
-}
-
-static void manual_done(cancel_clock *c)
-{
-    ASSERT_OK(cancel_clock_install(NULL));
-    cancel_clock_free(c);
-}
-
 /* fork + exec of /bin/sh -c script, stdin and stdout on the given fds (the
  * child only calls dup2 and exec: async-signal-safe). */
 static pid_t spawn_sh(const char *script, int in, int out)
@@ -180,7 +166,7 @@ static void assert_reaped(pid_t pid)
  * nobody advances. */
 TEST(child_exits_by_itself_on_manual_clock)
 {
-    cancel_clock *clk = manual();
+    cancel_clock *clk = harness_manual_clock();
     int in[2];
     ASSERT_OK(pipe2(in, O_CLOEXEC));
     pid_t pid = spawn_sh("read x; exit 7", in[0], -1);
@@ -196,14 +182,14 @@ TEST(child_exits_by_itself_on_manual_clock)
     assert_reaped(pid);
     close(in[1]);
     cancel_source_free(src);
-    manual_done(clk);
+    harness_manual_clock_done(clk);
 }
 
 /* A negative grace never sends SIGKILL; once someone else kills the child
  * the call returns, although the manual clock stands still. */
 TEST(negative_grace_returns_once_child_is_killed)
 {
-    cancel_clock *clk = manual();
+    cancel_clock *clk = harness_manual_clock();
     int out;
     pid_t pid = spawn_term_reporter(&out);
     cancel_source *src = cancel_source_new();
@@ -219,14 +205,14 @@ TEST(negative_grace_returns_once_child_is_killed)
     assert_reaped(pid);
     close(out);
     cancel_source_free(src);
-    manual_done(clk);
+    harness_manual_clock_done(clk);
 }
 
 /* The grace period passes on the manual clock; the waiter sends SIGKILL
  * and must then reap the child without any further advance. */
 TEST(grace_on_manual_clock_then_reaps_without_advance)
 {
-    cancel_clock *clk = manual();
+    cancel_clock *clk = harness_manual_clock();
     int out;
     pid_t pid = spawn_term_reporter(&out);
     cancel_source *src = cancel_source_new();
@@ -253,7 +239,7 @@ TEST(grace_on_manual_clock_then_reaps_without_advance)
     assert_reaped(pid);
     close(out);
     cancel_source_free(src);
-    manual_done(clk);
+    harness_manual_clock_done(clk);
 }
 
 /* The same without a manual clock: the fallback works on the system clock

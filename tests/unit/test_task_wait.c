@@ -13,27 +13,12 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 
 #define MS ((int64_t)1000000)
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static cancel_clock *manual(void)
-{
-    cancel_clock *c = cancel_clock_new_manual(0);
-    ASSERT_NOT_NULL(c);
-    ASSERT_OK(cancel_clock_install(c));
-    return c;
-}
-
-static void manual_done(cancel_clock *c)
-{
-    ASSERT_OK(cancel_clock_install(NULL));
-    cancel_clock_free(c);
-}
 
 /* A body that runs until its gate opens, then returns `code`. */
 typedef struct job {
@@ -87,66 +72,37 @@ enum op { OP_ONE, OP_ALL, OP_ANY };
 
 /* One thread running one wait. */
 typedef struct waiter {
-    pthread_t th;
+    harness_call call;
     enum op op;
     cancel_task *const *tasks;
     size_t n;
     cancel_token t;
     int64_t timeout;
-    _Atomic pid_t tid;
-    atomic_bool entered;
-    atomic_bool done;
-    int result;
-    cancel_token recorded;
 } waiter;
 
-static void *waiter_main(void *arg)
+static int waiter_wait(void *arg)
 {
     waiter *w = arg;
-    atomic_store(&w->tid, harness_gettid());
-    atomic_store(&w->entered, true);
     switch (w->op) {
     case OP_ONE:
-        w->result = cancel_task_wait(w->tasks[0], w->t, w->timeout);
-        break;
+        return cancel_task_wait(w->tasks[0], w->t, w->timeout);
     case OP_ALL:
-        w->result = cancel_task_wait_all(w->tasks, w->n, w->t, w->timeout);
-        break;
+        return cancel_task_wait_all(w->tasks, w->n, w->t, w->timeout);
     case OP_ANY:
-        w->result = cancel_task_wait_any(w->tasks, w->n, w->t, w->timeout);
-        break;
+        return cancel_task_wait_any(w->tasks, w->n, w->t, w->timeout);
     }
-    w->recorded = cancel_canceled_token();
-    atomic_store(&w->done, true);
-    return NULL;
+    return 0;
 }
 
 static void start(waiter *w, enum op op, cancel_task *const *tasks, size_t n,
                   cancel_token t, int64_t timeout)
 {
-    memset(w, 0, sizeof(*w));
     w->op = op;
     w->tasks = tasks;
     w->n = n;
     w->t = t;
     w->timeout = timeout;
-    ASSERT_OK(pthread_create(&w->th, NULL, waiter_main, w));
-}
-
-static void await_asleep(waiter *w)
-{
-    while (!atomic_load(&w->entered))
-        sched_yield();
-    while (!atomic_load(&w->done) &&
-           !harness_thread_asleep(atomic_load(&w->tid)))
-        sched_yield();
-}
-
-static int finish(waiter *w)
-{
-    ASSERT_OK(pthread_join(w->th, NULL));
-    ASSERT_TRUE(atomic_load(&w->done));
-    return w->result;
+    harness_call_start(&w->call, waiter_wait, w);
 }
 
 /* ---- cancel_task_wait --------------------------------------------------- */
@@ -183,11 +139,11 @@ TEST(wait_token_canceled_while_blocked)
     cancel_source *ws = cancel_source_new();
     waiter w;
     start(&w, OP_ONE, &task, 1, cancel_source_token(ws), CANCEL_INFINITE);
-    await_asleep(&w);
-    ASSERT_FALSE(atomic_load(&w.done));
+    harness_call_await_asleep(&w.call);
+    ASSERT_FALSE(atomic_load(&w.call.done));
     ASSERT_OK(cancel_source_cancel(ws));
-    ASSERT_ERR(finish(&w), -ECANCELED);
-    ASSERT_TRUE(cancel_token_equal(w.recorded, cancel_source_token(ws)));
+    ASSERT_ERR(harness_call_finish(&w.call), -ECANCELED);
+    ASSERT_TRUE(cancel_token_equal(w.call.recorded, cancel_source_token(ws)));
     /* The wait's cancellation is not the task's. */
     ASSERT_EQ(cancel_task_status_of(task), CANCEL_TASK_RUNNING);
     ASSERT_FALSE(cancel_requested(cancel_task_token(task)));
@@ -202,7 +158,8 @@ TEST(wait_token_canceled_while_blocked)
 
 TEST(wait_timeout_zero_does_not_block)
 {
-    cancel_clock *c = manual(); /* a wait that blocked would never end */
+    /* a wait that blocked would never end */
+    cancel_clock *c = harness_manual_clock();
     cancel_pool *pool = cancel_pool_new(1);
     ASSERT_NOT_NULL(pool);
     job j;
@@ -216,12 +173,12 @@ TEST(wait_timeout_zero_does_not_block)
     cancel_task_release(task);
     cancel_pool_free(pool);
     job_destroy(&j);
-    manual_done(c);
+    harness_manual_clock_done(c);
 }
 
 TEST(wait_times_out_on_manual_clock)
 {
-    cancel_clock *c = manual();
+    cancel_clock *c = harness_manual_clock();
     cancel_pool *pool = cancel_pool_new(1);
     ASSERT_NOT_NULL(pool);
     job j;
@@ -229,19 +186,19 @@ TEST(wait_times_out_on_manual_clock)
     cancel_task *task = run_job(pool, &j, CANCEL_NONE);
     waiter w;
     start(&w, OP_ONE, &task, 1, CANCEL_NONE, 100 * MS);
-    await_asleep(&w);
+    harness_call_await_asleep(&w.call);
     ASSERT_OK(cancel_clock_advance(c, 100 * MS - 1));
-    await_asleep(&w);
-    ASSERT_FALSE(atomic_load(&w.done));
+    harness_call_await_asleep(&w.call);
+    ASSERT_FALSE(atomic_load(&w.call.done));
     ASSERT_OK(cancel_clock_advance(c, 1));
-    ASSERT_ERR(finish(&w), -ETIMEDOUT);
+    ASSERT_ERR(harness_call_finish(&w.call), -ETIMEDOUT);
     ASSERT_EQ(cancel_task_status_of(task), CANCEL_TASK_RUNNING);
     harness_gate_open(&j.go);
     ASSERT_OK(cancel_task_wait(task, CANCEL_NONE, CANCEL_INFINITE));
     cancel_task_release(task);
     cancel_pool_free(pool);
     job_destroy(&j);
-    manual_done(c);
+    harness_manual_clock_done(c);
 }
 
 TEST(wait_wakes_when_task_finishes)
@@ -255,10 +212,10 @@ TEST(wait_wakes_when_task_finishes)
     for (int i = 0; i < 3; i++)
         start(&w[i], OP_ONE, &task, 1, CANCEL_NONE, CANCEL_INFINITE);
     for (int i = 0; i < 3; i++)
-        await_asleep(&w[i]);
+        harness_call_await_asleep(&w[i].call);
     harness_gate_open(&j.go);
     for (int i = 0; i < 3; i++)
-        ASSERT_ERR(finish(&w[i]), -EPERM);
+        ASSERT_ERR(harness_call_finish(&w[i].call), -EPERM);
     cancel_task_release(task);
     cancel_pool_free(pool);
     job_destroy(&j);
@@ -279,14 +236,15 @@ TEST(every_waiter_of_canceled_task_gets_ecanceled)
     for (int i = 0; i < 3; i++)
         start(&w[i], OP_ONE, &task, 1, CANCEL_NONE, CANCEL_INFINITE);
     for (int i = 0; i < 3; i++)
-        await_asleep(&w[i]);
+        harness_call_await_asleep(&w[i].call);
     ASSERT_OK(cancel_source_cancel(src));
     for (int i = 0; i < 3; i++)
-        ASSERT_FALSE(atomic_load(&w[i].done)); /* the body decides */
+        ASSERT_FALSE(atomic_load(&w[i].call.done)); /* the body decides */
     harness_gate_open(&j.go);
     for (int i = 0; i < 3; i++) {
-        ASSERT_ERR(finish(&w[i]), -ECANCELED);
-        ASSERT_TRUE(cancel_token_equal(w[i].recorded, cancel_source_token(src)));
+        ASSERT_ERR(harness_call_finish(&w[i].call), -ECANCELED);
+        ASSERT_TRUE(cancel_token_equal(w[i].call.recorded,
+                                       cancel_source_token(src)));
     }
     cancel_task_release(task);
     cancel_pool_free(pool);
@@ -365,7 +323,7 @@ TEST(infinite_wait_all_without_token_runs_queued_tasks_inline_in_order)
 
 TEST(wait_with_token_or_timeout_does_not_inline)
 {
-    cancel_clock *c = manual();
+    cancel_clock *c = harness_manual_clock();
     cancel_pool *pool = cancel_pool_new(1);
     ASSERT_NOT_NULL(pool);
     job blocker;
@@ -380,15 +338,15 @@ TEST(wait_with_token_or_timeout_does_not_inline)
     ASSERT_ERR(cancel_task_wait(task, cancel_source_token(ws), 0), -ETIMEDOUT);
     waiter w;
     start(&w, OP_ONE, &task, 1, cancel_source_token(ws), CANCEL_INFINITE);
-    await_asleep(&w);
-    ASSERT_FALSE(atomic_load(&w.done));
+    harness_call_await_asleep(&w.call);
+    ASSERT_FALSE(atomic_load(&w.call.done));
     ASSERT_EQ(atomic_load(&j.runs), 0);
     ASSERT_EQ(cancel_task_status_of(task), CANCEL_TASK_WAITING_TO_RUN);
 
     harness_gate_open(&blocker.go);
-    ASSERT_OK(finish(&w));
+    ASSERT_OK(harness_call_finish(&w.call));
     ASSERT_EQ(atomic_load(&j.runs), 1);
-    ASSERT_FALSE(pthread_equal(j.thread, w.th));
+    ASSERT_FALSE(pthread_equal(j.thread, w.call.th));
     ASSERT_TRUE(pthread_equal(j.thread, blocker.thread));
     cancel_task_release(task);
     cancel_task_release(bt);
@@ -396,7 +354,7 @@ TEST(wait_with_token_or_timeout_does_not_inline)
     job_destroy(&j);
     job_destroy(&blocker);
     cancel_source_free(ws);
-    manual_done(c);
+    harness_manual_clock_done(c);
 }
 
 /* A body that waits for a task queued behind it on a 1-thread pool: the
@@ -554,11 +512,11 @@ TEST(wait_all_own_token)
     cancel_source *ws = cancel_source_new();
     waiter w;
     start(&w, OP_ALL, t, 2, cancel_source_token(ws), CANCEL_INFINITE);
-    await_asleep(&w);
-    ASSERT_FALSE(atomic_load(&w.done));
+    harness_call_await_asleep(&w.call);
+    ASSERT_FALSE(atomic_load(&w.call.done));
     ASSERT_OK(cancel_source_cancel(ws));
-    ASSERT_ERR(finish(&w), -ECANCELED);
-    ASSERT_TRUE(cancel_token_equal(w.recorded, cancel_source_token(ws)));
+    ASSERT_ERR(harness_call_finish(&w.call), -ECANCELED);
+    ASSERT_TRUE(cancel_token_equal(w.call.recorded, cancel_source_token(ws)));
     ASSERT_EQ(cancel_task_status_of(t[1]), CANCEL_TASK_RUNNING);
     /* Already canceled: at once. */
     ASSERT_ERR(cancel_task_wait_all(t, 2, cancel_source_token(ws),
@@ -576,7 +534,7 @@ TEST(wait_all_own_token)
 
 TEST(wait_all_timeout_zero)
 {
-    cancel_clock *c = manual();
+    cancel_clock *c = harness_manual_clock();
     cancel_pool *pool = cancel_pool_new(2);
     ASSERT_NOT_NULL(pool);
     job j[2];
@@ -595,14 +553,14 @@ TEST(wait_all_timeout_zero)
         job_destroy(&j[i]);
     }
     cancel_pool_free(pool);
-    manual_done(c);
+    harness_manual_clock_done(c);
 }
 
 /* One deadline for the whole wait: time spent waiting for the first task
  * counts against the second. */
 TEST(wait_all_timeout_covers_the_whole_wait)
 {
-    cancel_clock *c = manual();
+    cancel_clock *c = harness_manual_clock();
     cancel_pool *pool = cancel_pool_new(2);
     ASSERT_NOT_NULL(pool);
     job j[2];
@@ -613,16 +571,16 @@ TEST(wait_all_timeout_covers_the_whole_wait)
     t[1] = run_job(pool, &j[1], CANCEL_NONE);
     waiter w;
     start(&w, OP_ALL, t, 2, CANCEL_NONE, 100 * MS);
-    await_asleep(&w);
+    harness_call_await_asleep(&w.call);
     ASSERT_OK(cancel_clock_advance(c, 40 * MS));
     harness_gate_open(&j[0].go);
     ASSERT_OK(cancel_task_wait(t[0], CANCEL_NONE, CANCEL_INFINITE));
-    await_asleep(&w);
+    harness_call_await_asleep(&w.call);
     ASSERT_OK(cancel_clock_advance(c, 60 * MS - 1));
-    await_asleep(&w);
-    ASSERT_FALSE(atomic_load(&w.done));
+    harness_call_await_asleep(&w.call);
+    ASSERT_FALSE(atomic_load(&w.call.done));
     ASSERT_OK(cancel_clock_advance(c, 1)); /* exactly the deadline */
-    ASSERT_ERR(finish(&w), -ETIMEDOUT);
+    ASSERT_ERR(harness_call_finish(&w.call), -ETIMEDOUT);
     ASSERT_EQ(cancel_task_status_of(t[1]), CANCEL_TASK_RUNNING);
     harness_gate_open(&j[1].go);
     ASSERT_OK(cancel_task_wait_all(t, 2, CANCEL_NONE, CANCEL_INFINITE));
@@ -631,7 +589,7 @@ TEST(wait_all_timeout_covers_the_whole_wait)
         job_destroy(&j[i]);
     }
     cancel_pool_free(pool);
-    manual_done(c);
+    harness_manual_clock_done(c);
 }
 
 /* Not yet here: the deadline passing exactly 1 ns after the first task
@@ -653,15 +611,15 @@ TEST(wait_all_wakes_when_last_finishes)
     }
     waiter w;
     start(&w, OP_ALL, t, 3, CANCEL_NONE, CANCEL_INFINITE);
-    await_asleep(&w);
+    harness_call_await_asleep(&w.call);
     harness_gate_open(&j[2].go);
     harness_gate_open(&j[0].go);
     ASSERT_OK(cancel_task_wait(t[0], CANCEL_NONE, CANCEL_INFINITE));
     ASSERT_OK(cancel_task_wait(t[2], CANCEL_NONE, CANCEL_INFINITE));
-    await_asleep(&w);
-    ASSERT_FALSE(atomic_load(&w.done));
+    harness_call_await_asleep(&w.call);
+    ASSERT_FALSE(atomic_load(&w.call.done));
     harness_gate_open(&j[1].go);
-    ASSERT_OK(finish(&w));
+    ASSERT_OK(harness_call_finish(&w.call));
     for (int i = 0; i < 3; i++) {
         cancel_task_release(t[i]);
         job_destroy(&j[i]);
@@ -744,10 +702,10 @@ TEST(wait_any_wakes_when_one_finishes)
     }
     waiter w;
     start(&w, OP_ANY, t, 3, CANCEL_NONE, CANCEL_INFINITE);
-    await_asleep(&w);
-    ASSERT_FALSE(atomic_load(&w.done));
+    harness_call_await_asleep(&w.call);
+    ASSERT_FALSE(atomic_load(&w.call.done));
     harness_gate_open(&j[1].go);
-    ASSERT_EQ(finish(&w), 1);
+    ASSERT_EQ(harness_call_finish(&w.call), 1);
     for (int i = 0; i < 3; i++)
         harness_gate_open(&j[i].go);
     ASSERT_OK(cancel_task_wait_all(t, 3, CANCEL_NONE, CANCEL_INFINITE));
@@ -771,10 +729,10 @@ TEST(wait_any_own_token)
     cancel_source *ws = cancel_source_new();
     waiter w;
     start(&w, OP_ANY, t, 2, cancel_source_token(ws), CANCEL_INFINITE);
-    await_asleep(&w);
+    harness_call_await_asleep(&w.call);
     ASSERT_OK(cancel_source_cancel(ws));
-    ASSERT_ERR(finish(&w), -ECANCELED);
-    ASSERT_TRUE(cancel_token_equal(w.recorded, cancel_source_token(ws)));
+    ASSERT_ERR(harness_call_finish(&w.call), -ECANCELED);
+    ASSERT_TRUE(cancel_token_equal(w.call.recorded, cancel_source_token(ws)));
     ASSERT_ERR(cancel_task_wait_any(t, 2, cancel_source_token(ws),
                                     CANCEL_INFINITE),
                -ECANCELED);
@@ -795,7 +753,7 @@ TEST(wait_any_own_token)
 
 TEST(wait_any_timeout)
 {
-    cancel_clock *c = manual();
+    cancel_clock *c = harness_manual_clock();
     cancel_pool *pool = cancel_pool_new(2);
     ASSERT_NOT_NULL(pool);
     job j[2];
@@ -807,12 +765,12 @@ TEST(wait_any_timeout)
     ASSERT_ERR(cancel_task_wait_any(t, 2, CANCEL_NONE, 0), -ETIMEDOUT);
     waiter w;
     start(&w, OP_ANY, t, 2, CANCEL_NONE, 50 * MS);
-    await_asleep(&w);
+    harness_call_await_asleep(&w.call);
     ASSERT_OK(cancel_clock_advance(c, 50 * MS - 1));
-    await_asleep(&w);
-    ASSERT_FALSE(atomic_load(&w.done));
+    harness_call_await_asleep(&w.call);
+    ASSERT_FALSE(atomic_load(&w.call.done));
     ASSERT_OK(cancel_clock_advance(c, 1));
-    ASSERT_ERR(finish(&w), -ETIMEDOUT);
+    ASSERT_ERR(harness_call_finish(&w.call), -ETIMEDOUT);
     for (int i = 0; i < 2; i++)
         harness_gate_open(&j[i].go);
     ASSERT_OK(cancel_task_wait_all(t, 2, CANCEL_NONE, CANCEL_INFINITE));
@@ -821,7 +779,7 @@ TEST(wait_any_timeout)
         job_destroy(&j[i]);
     }
     cancel_pool_free(pool);
-    manual_done(c);
+    harness_manual_clock_done(c);
 }
 
 TEST(wait_any_bad_input)
@@ -926,12 +884,12 @@ TEST(wait_on_created_task_waits_until_started)
     ASSERT_NOT_NULL(task);
     waiter w;
     start(&w, OP_ONE, &task, 1, CANCEL_NONE, CANCEL_INFINITE);
-    await_asleep(&w);
-    ASSERT_FALSE(atomic_load(&w.done));
+    harness_call_await_asleep(&w.call);
+    ASSERT_FALSE(atomic_load(&w.call.done));
     ASSERT_EQ(atomic_load(&j.runs), 0);
     ASSERT_EQ(cancel_task_status_of(task), CANCEL_TASK_CREATED);
     ASSERT_OK(cancel_task_start(task));
-    ASSERT_ERR(finish(&w), -EIO);
+    ASSERT_ERR(harness_call_finish(&w.call), -EIO);
     ASSERT_EQ(atomic_load(&j.runs), 1);
     cancel_pool_free(pool);
     ASSERT_EQ(atomic_load(&j.runs), 1);
@@ -944,7 +902,7 @@ TEST(wait_on_created_task_waits_until_started)
  * infinite.  The conversion is cancel__deadline_left; pin it at the edge. */
 TEST(deadline_left_never_reads_as_infinite)
 {
-    cancel_clock *c = manual();
+    cancel_clock *c = harness_manual_clock();
     struct cancel__deadline d;
     cancel__deadline_init(&d, 100);
     ASSERT_EQ(cancel__deadline_left(&d), 100);

@@ -28,43 +28,20 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static cancel_clock *manual(void)
-{
-    cancel_clock *c = cancel_clock_new_manual(0);
-    ASSERT_NOT_NULL(c);
-    ASSERT_OK(cancel_clock_install(c));
-    return c;
-}
-
-static void manual_done(cancel_clock *c)
-{
-    ASSERT_OK(cancel_clock_install(NULL));
-    cancel_clock_free(c);
-}
-
 struct waiter {
-    pthread_t th;
+    harness_call call;
     cancel_waitable items[MAX_ITEMS];
     size_t n;
     int64_t timeout;
     cancel_token pre; /* recorded with cancel_throw before the wait */
-    _Atomic pid_t tid;
-    atomic_bool entered, done;
-    int result;
-    cancel_token recorded;
 };
 
-static void *waiter_main(void *arg)
+static int waiter_wait(void *arg)
 {
     struct waiter *w = arg;
-    atomic_store(&w->tid, harness_gettid());
     if (cancel_can_be_canceled(w->pre))
         cancel_throw(w->pre);
-    atomic_store(&w->entered, true);
-    w->result = cancel_wait_any(w->items, w->n, w->timeout);
-    w->recorded = cancel_canceled_token();
-    atomic_store(&w->done, true);
-    return NULL;
+    return cancel_wait_any(w->items, w->n, w->timeout);
 }
 
 static void start_pre(struct waiter *w, const cancel_waitable *items, size_t n,
@@ -76,7 +53,7 @@ static void start_pre(struct waiter *w, const cancel_waitable *items, size_t n,
     w->n = n;
     w->timeout = timeout;
     w->pre = pre;
-    ASSERT_OK(pthread_create(&w->th, NULL, waiter_main, w));
+    harness_call_start(&w->call, waiter_wait, w);
 }
 
 static void start(struct waiter *w, const cancel_waitable *items, size_t n,
@@ -87,19 +64,8 @@ static void start(struct waiter *w, const cancel_waitable *items, size_t n,
 
 static void await_blocked(struct waiter *w)
 {
-    while (!atomic_load(&w->entered))
-        sched_yield();
-    while (!atomic_load(&w->done) &&
-           !harness_thread_asleep(atomic_load(&w->tid)))
-        sched_yield();
-    ASSERT_FALSE(atomic_load(&w->done));
-}
-
-static int finish(struct waiter *w)
-{
-    ASSERT_OK(pthread_join(w->th, NULL));
-    ASSERT_TRUE(atomic_load(&w->done));
-    return w->result;
+    harness_call_await_asleep(&w->call);
+    ASSERT_FALSE(atomic_load(&w->call.done));
 }
 
 static bool fd_readable(int fd)
@@ -212,9 +178,9 @@ TEST(any_woken_by_token_cancel_without_recording_it)
     await_blocked(&w);
     ASSERT_ERR(cancel_event_destroy(&ev), -EBUSY);
     ASSERT_OK(cancel_source_cancel(src));
-    ASSERT_EQ(finish(&w), 1);
+    ASSERT_EQ(harness_call_finish(&w.call), 1);
     /* A token that fires is a result: the recorded token is unchanged. */
-    ASSERT_TRUE(cancel_token_equal(w.recorded, cancel_source_token(pre)));
+    ASSERT_TRUE(cancel_token_equal(w.call.recorded, cancel_source_token(pre)));
     ASSERT_OK(cancel_event_destroy(&ev));
     cancel_source_free(src);
     cancel_source_free(pre);
@@ -251,7 +217,7 @@ TEST(any_woken_by_event_set)
     ASSERT_ERR(cancel_event_destroy(&e0), -EBUSY);
     ASSERT_ERR(cancel_event_destroy(&e1), -EBUSY);
     ASSERT_OK(cancel_event_set(&e1));
-    ASSERT_EQ(finish(&w), 2);
+    ASSERT_EQ(harness_call_finish(&w.call), 2);
     ASSERT_TRUE(cancel_event_is_set(&e1)); /* an event is not consumed */
     ASSERT_OK(cancel_event_destroy(&e0));  /* unhooked from both */
     ASSERT_OK(cancel_event_destroy(&e1));
@@ -269,7 +235,7 @@ TEST(any_woken_by_semaphore_release_takes_it)
     await_blocked(&w);
     ASSERT_ERR(cancel_semaphore_destroy(&a), -EBUSY);
     ASSERT_EQ(cancel_semaphore_release(&b, 1), 0);
-    ASSERT_EQ(finish(&w), 1);
+    ASSERT_EQ(harness_call_finish(&w.call), 1);
     ASSERT_EQ(cancel_semaphore_count(&a), 0);
     ASSERT_EQ(cancel_semaphore_count(&b), 0);
     ASSERT_OK(cancel_semaphore_destroy(&a));
@@ -309,8 +275,8 @@ TEST(any_passes_semaphore_wake_on_when_returning_other_item)
     ASSERT_OK(
         cancel_register(cancel_source_token(src), &reg, release_cb, NULL));
     ASSERT_OK(cancel_source_cancel(src));
-    ASSERT_EQ(finish(&x), 0);
-    ASSERT_EQ(finish(&y), 0);
+    ASSERT_EQ(harness_call_finish(&x.call), 0);
+    ASSERT_EQ(harness_call_finish(&y.call), 0);
     ASSERT_EQ(cancel_semaphore_count(&s), 0);
     ASSERT_OK(cancel_semaphore_destroy(&s));
     cancel_source_free(src);
@@ -319,7 +285,7 @@ TEST(any_passes_semaphore_wake_on_when_returning_other_item)
 /* The same when X gives up on its timeout. */
 TEST(any_passes_semaphore_wake_on_when_timing_out)
 {
-    cancel_clock *clk = manual();
+    cancel_clock *clk = harness_manual_clock();
     cancel_semaphore s;
     ASSERT_OK(cancel_semaphore_init(&s, 0, 5));
     cancel_waitable items[] = {CANCEL_WAIT_SEM(&s)};
@@ -330,18 +296,18 @@ TEST(any_passes_semaphore_wake_on_when_timing_out)
     await_blocked(&y);
     ASSERT_OK(cancel_clock_advance(clk, 10 * MS));
     ASSERT_EQ(cancel_semaphore_release(&s, 1), 0);
-    int rx = finish(&x);
+    int rx = harness_call_finish(&x.call);
     ASSERT_TRUE(rx == 0 || rx == -ETIMEDOUT);
     if (rx == -ETIMEDOUT) {
-        ASSERT_EQ(finish(&y), 0);
+        ASSERT_EQ(harness_call_finish(&y.call), 0);
     } else {
         await_blocked(&y);
         ASSERT_EQ(cancel_semaphore_release(&s, 1), 0);
-        ASSERT_EQ(finish(&y), 0);
+        ASSERT_EQ(harness_call_finish(&y.call), 0);
     }
     ASSERT_EQ(cancel_semaphore_count(&s), 0);
     ASSERT_OK(cancel_semaphore_destroy(&s));
-    manual_done(clk);
+    harness_manual_clock_done(clk);
 }
 
 TEST(any_woken_by_fd_readiness)
@@ -361,7 +327,7 @@ TEST(any_woken_by_fd_readiness)
     await_blocked(&w);
     ASSERT_ERR(cancel_event_destroy(&ev), -EBUSY);
     ASSERT_EQ(write(p[1], "x", 1), 1);
-    ASSERT_EQ(finish(&w), 2);
+    ASSERT_EQ(harness_call_finish(&w.call), 2);
     ASSERT_TRUE(fd_readable(p[0])); /* the byte is still there */
     ASSERT_OK(cancel_event_destroy(&ev));
     cancel_source_free(src);
@@ -394,7 +360,7 @@ TEST(any_with_fds_woken_by_cancel_event_and_semaphore)
             ASSERT_OK(cancel_event_set(&ev));
         else
             ASSERT_EQ(cancel_semaphore_release(&s, 1), 0);
-        ASSERT_EQ(finish(&w), which + 1);
+        ASSERT_EQ(harness_call_finish(&w.call), which + 1);
         ASSERT_EQ(cancel_semaphore_count(&s), 0);
         ASSERT_OK(cancel_event_destroy(&ev));
         ASSERT_OK(cancel_semaphore_destroy(&s));
@@ -415,7 +381,7 @@ TEST(any_token_fd_item)
     start(&w, items, 1, CANCEL_INFINITE);
     await_blocked(&w);
     ASSERT_OK(cancel_source_cancel(src));
-    ASSERT_EQ(finish(&w), 0);
+    ASSERT_EQ(harness_call_finish(&w.call), 0);
     cancel_source_free(src);
 }
 
@@ -430,7 +396,7 @@ TEST(any_pollhup_counts_as_signaled)
     start(&w, items, 1, CANCEL_INFINITE);
     await_blocked(&w);
     close(p[1]); /* the peer goes away */
-    ASSERT_EQ(finish(&w), 0);
+    ASSERT_EQ(harness_call_finish(&w.call), 0);
     ASSERT_EQ(cancel_wait_any(items, 1, 0), 0); /* and on entry */
     close(p[0]);
 }
@@ -450,7 +416,7 @@ TEST(any_socket_peer_close_counts_as_signaled)
 
 TEST(any_times_out_with_manual_clock)
 {
-    cancel_clock *clk = manual();
+    cancel_clock *clk = harness_manual_clock();
     cancel_event ev;
     ASSERT_OK(cancel_event_init(&ev, false));
     cancel_semaphore s;
@@ -467,16 +433,16 @@ TEST(any_times_out_with_manual_clock)
     ASSERT_OK(cancel_clock_advance(clk, 25 * MS - 1));
     await_blocked(&w);
     ASSERT_OK(cancel_clock_advance(clk, 1));
-    ASSERT_ERR(finish(&w), -ETIMEDOUT);
+    ASSERT_ERR(harness_call_finish(&w.call), -ETIMEDOUT);
     ASSERT_OK(cancel_event_destroy(&ev));
     ASSERT_OK(cancel_semaphore_destroy(&s));
     cancel_source_free(src);
-    manual_done(clk);
+    harness_manual_clock_done(clk);
 }
 
 TEST(any_with_fd_times_out_with_manual_clock)
 {
-    cancel_clock *clk = manual();
+    cancel_clock *clk = harness_manual_clock();
     int p[2];
     ASSERT_OK(pipe(p));
     cancel_event ev;
@@ -493,17 +459,17 @@ TEST(any_with_fd_times_out_with_manual_clock)
     ASSERT_OK(cancel_clock_advance(clk, 25 * MS - 1));
     await_blocked(&w);
     ASSERT_OK(cancel_clock_advance(clk, 1));
-    ASSERT_ERR(finish(&w), -ETIMEDOUT);
+    ASSERT_ERR(harness_call_finish(&w.call), -ETIMEDOUT);
     ASSERT_OK(cancel_event_destroy(&ev));
     cancel_source_free(src);
     close(p[0]);
     close(p[1]);
-    manual_done(clk);
+    harness_manual_clock_done(clk);
 }
 
 TEST(any_only_fds_times_out_with_manual_clock)
 {
-    cancel_clock *clk = manual();
+    cancel_clock *clk = harness_manual_clock();
     int p[2];
     ASSERT_OK(pipe(p));
     cancel_waitable items[] = {CANCEL_WAIT_FD(p[0], POLLIN)};
@@ -513,15 +479,15 @@ TEST(any_only_fds_times_out_with_manual_clock)
     ASSERT_OK(cancel_clock_advance(clk, 2 * SEC - 1));
     await_blocked(&w);
     ASSERT_OK(cancel_clock_advance(clk, 1));
-    ASSERT_ERR(finish(&w), -ETIMEDOUT);
+    ASSERT_ERR(harness_call_finish(&w.call), -ETIMEDOUT);
     close(p[0]);
     close(p[1]);
-    manual_done(clk);
+    harness_manual_clock_done(clk);
 }
 
 TEST(any_timeout_zero_does_not_block)
 {
-    cancel_clock *clk = manual();
+    cancel_clock *clk = harness_manual_clock();
     cancel_event ev;
     ASSERT_OK(cancel_event_init(&ev, false));
     cancel_source *src = cancel_source_new();
@@ -532,7 +498,7 @@ TEST(any_timeout_zero_does_not_block)
     ASSERT_ERR(cancel_wait_any(items, 2, 0), -ETIMEDOUT);
     ASSERT_OK(cancel_event_destroy(&ev));
     cancel_source_free(src);
-    manual_done(clk);
+    harness_manual_clock_done(clk);
 }
 
 TEST(any_real_clock_timeout)
@@ -574,7 +540,7 @@ TEST(any_more_items_than_stack)
     ASSERT_ERR(cancel_event_destroy(&ev[0]), -EBUSY);
     ASSERT_ERR(cancel_event_destroy(&ev[N - 1]), -EBUSY);
     ASSERT_OK(cancel_event_set(&ev[CANCEL_WAIT_ANY_STACK + 3]));
-    ASSERT_EQ(finish(&w), CANCEL_WAIT_ANY_STACK + 3);
+    ASSERT_EQ(harness_call_finish(&w.call), CANCEL_WAIT_ANY_STACK + 3);
     for (int i = 0; i < N; i++)
         ASSERT_OK(cancel_event_destroy(&ev[i]));
 }
@@ -599,18 +565,19 @@ TEST(any_more_items_than_stack_with_fds)
     start(&w, items, N, CANCEL_INFINITE);
     await_blocked(&w);
     ASSERT_EQ(write(p[7][1], "x", 1), 1);
-    ASSERT_EQ(finish(&w), 7);
+    ASSERT_EQ(harness_call_finish(&w.call), 7);
 
     start(&w, items + 8, N - 8, CANCEL_INFINITE); /* still > stack */
     await_blocked(&w);
     ASSERT_EQ(cancel_semaphore_release(&s, 1), 0);
-    ASSERT_EQ(finish(&w), NP - 8); /* the first semaphore item */
+    /* the first semaphore item */
+    ASSERT_EQ(harness_call_finish(&w.call), NP - 8);
     ASSERT_EQ(cancel_semaphore_count(&s), 0);
 
     start(&w, items + 8, N - 8, CANCEL_INFINITE);
     await_blocked(&w);
     ASSERT_OK(cancel_source_cancel(src));
-    ASSERT_EQ(finish(&w), N - 1 - 8);
+    ASSERT_EQ(harness_call_finish(&w.call), N - 1 - 8);
 
     ASSERT_OK(cancel_semaphore_destroy(&s));
     cancel_source_free(src);
@@ -639,7 +606,7 @@ TEST(any_allocates_only_past_stack)
     start(&w, items, N, CANCEL_INFINITE);
     await_blocked(&w);
     ASSERT_OK(cancel_event_set(&ev[5]));
-    int small = finish(&w);
+    int small = harness_call_finish(&w.call);
     int big = cancel_wait_any(items, N + 1, 0);
     cancel__alloc_fail_after(-1);
     ASSERT_EQ(small, 5);
@@ -681,13 +648,13 @@ TEST(any_signals_do_not_end_the_wait)
         await_blocked(&w);
         for (int i = 0; i < 20; i++) {
             int before = atomic_load(&sig_hits);
-            ASSERT_OK(pthread_kill(w.th, SIGUSR1));
+            ASSERT_OK(pthread_kill(w.call.th, SIGUSR1));
             while (atomic_load(&sig_hits) == before)
                 sched_yield();
             await_blocked(&w);
         }
         ASSERT_OK(cancel_source_cancel(src));
-        ASSERT_EQ(finish(&w), 0);
+        ASSERT_EQ(harness_call_finish(&w.call), 0);
         cancel_source_free(src);
     }
     close(p[0]);

@@ -24,20 +24,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static cancel_clock *manual(void)
-{
-    cancel_clock *c = cancel_clock_new_manual(0);
-    ASSERT_NOT_NULL(c);
-    ASSERT_OK(cancel_clock_install(c));
-    return c;
-}
-
-static void manual_done(cancel_clock *c)
-{
-    ASSERT_OK(cancel_clock_install(NULL));
-    cancel_clock_free(c);
-}
-
 static int64_t mono_now(void)
 {
     struct timespec ts;
@@ -177,7 +163,8 @@ TEST(cond_canceled_on_entry_holds_mutex_and_records)
 
 TEST(cond_timeout_zero_holds_mutex)
 {
-    cancel_clock *clk = manual(); /* a wait that blocked would never end */
+    /* a wait that blocked would never end */
+    cancel_clock *clk = harness_manual_clock();
     pthread_mutex_t m;
     pthread_cond_t c;
     errorcheck_mutex(&m);
@@ -191,14 +178,14 @@ TEST(cond_timeout_zero_holds_mutex)
     cancel_source_free(src);
     ASSERT_OK(pthread_cond_destroy(&c));
     ASSERT_OK(pthread_mutex_destroy(&m));
-    manual_done(clk);
+    harness_manual_clock_done(clk);
 }
 
 /* ---- blocked waiters ---------------------------------------------------- */
 
 TEST(cond_times_out_with_manual_clock)
 {
-    cancel_clock *clk = manual();
+    cancel_clock *clk = harness_manual_clock();
     pthread_mutex_t m;
     pthread_cond_t c;
     errorcheck_mutex(&m);
@@ -220,14 +207,14 @@ TEST(cond_times_out_with_manual_clock)
     cancel_source_free(src);
     ASSERT_OK(pthread_cond_destroy(&c));
     ASSERT_OK(pthread_mutex_destroy(&m));
-    manual_done(clk);
+    harness_manual_clock_done(clk);
 }
 
 /* The deadline passes while another thread holds the mutex: the wake is
  * handed off, and the waiter returns once the mutex is free. */
 TEST(cond_times_out_while_mutex_is_held_elsewhere)
 {
-    cancel_clock *clk = manual();
+    cancel_clock *clk = harness_manual_clock();
     pthread_mutex_t m;
     pthread_cond_t c;
     errorcheck_mutex(&m);
@@ -241,7 +228,7 @@ TEST(cond_times_out_while_mutex_is_held_elsewhere)
     ASSERT_ERR(finish(&w), -ETIMEDOUT);
     ASSERT_OK(pthread_cond_destroy(&c));
     ASSERT_OK(pthread_mutex_destroy(&m));
-    manual_done(clk);
+    harness_manual_clock_done(clk);
 }
 
 TEST(cond_cancel_wakes_blocked_waiter)
@@ -313,7 +300,7 @@ TEST(cond_broadcast_wakes_with_zero)
 
 TEST(cond_signal_before_timeout_returns_zero)
 {
-    cancel_clock *clk = manual();
+    cancel_clock *clk = harness_manual_clock();
     pthread_mutex_t m;
     pthread_cond_t c;
     errorcheck_mutex(&m);
@@ -329,12 +316,12 @@ TEST(cond_signal_before_timeout_returns_zero)
     ASSERT_OK(cancel_clock_advance(clk, 2 * SEC)); /* the watch is gone */
     ASSERT_OK(pthread_cond_destroy(&c));
     ASSERT_OK(pthread_mutex_destroy(&m));
-    manual_done(clk);
+    harness_manual_clock_done(clk);
 }
 
 TEST(cond_timer_cancel_wakes_waiter)
 {
-    cancel_clock *clk = manual();
+    cancel_clock *clk = harness_manual_clock();
     pthread_mutex_t m;
     pthread_cond_t c;
     errorcheck_mutex(&m);
@@ -353,7 +340,7 @@ TEST(cond_timer_cancel_wakes_waiter)
     cancel_source_free(src);
     ASSERT_OK(pthread_cond_destroy(&c));
     ASSERT_OK(pthread_mutex_destroy(&m));
-    manual_done(clk);
+    harness_manual_clock_done(clk);
 }
 
 /* The canceller holds the waiter's mutex while it cancels: no deadlock.  A

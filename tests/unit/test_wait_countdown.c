@@ -11,82 +11,40 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
-#include <string.h>
 
 #define MS ((int64_t)1000000)
 #define SEC ((int64_t)1000000000)
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static cancel_clock *manual(void)
-{
-    cancel_clock *c = cancel_clock_new_manual(0);
-    ASSERT_NOT_NULL(c);
-    ASSERT_OK(cancel_clock_install(c));
-    return c;
-}
-
-static void manual_done(cancel_clock *c)
-{
-    ASSERT_OK(cancel_clock_install(NULL));
-    cancel_clock_free(c);
-}
-
 struct waiter {
-    pthread_t th;
+    harness_call call;
     cancel_countdown *c;
     cancel_token t;
     int64_t timeout;
-    _Atomic pid_t tid;
-    atomic_bool entered, done;
-    int result;
-    cancel_token recorded;
 };
 
-static void *waiter_main(void *arg)
+static int waiter_wait(void *arg)
 {
     struct waiter *w = arg;
-    atomic_store(&w->tid, harness_gettid());
-    atomic_store(&w->entered, true);
-    w->result = cancel_countdown_wait(w->c, w->t, w->timeout);
-    w->recorded = cancel_canceled_token();
-    atomic_store(&w->done, true);
-    return NULL;
+    return cancel_countdown_wait(w->c, w->t, w->timeout);
 }
 
 static void start(struct waiter *w, cancel_countdown *c, cancel_token t,
                   int64_t timeout)
 {
-    memset(w, 0, sizeof(*w));
     w->c = c;
     w->t = t;
     w->timeout = timeout;
-    ASSERT_OK(pthread_create(&w->th, NULL, waiter_main, w));
-}
-
-static void await_asleep(struct waiter *w)
-{
-    while (!atomic_load(&w->entered))
-        sched_yield();
-    while (!atomic_load(&w->done) &&
-           !harness_thread_asleep(atomic_load(&w->tid)))
-        sched_yield();
+    harness_call_start(&w->call, waiter_wait, w);
 }
 
 static void await_blocked(struct waiter *w)
 {
-    await_asleep(w);
-    ASSERT_FALSE(atomic_load(&w->done));
+    harness_call_await_asleep(&w->call);
+    ASSERT_FALSE(atomic_load(&w->call.done));
     ASSERT_ERR(cancel_countdown_destroy(w->c), -EBUSY);
-}
-
-static int finish(struct waiter *w)
-{
-    ASSERT_OK(pthread_join(w->th, NULL));
-    ASSERT_TRUE(atomic_load(&w->done));
-    return w->result;
 }
 
 /* ---- counting ----------------------------------------------------------- */
@@ -243,7 +201,7 @@ TEST(countdown_signal_to_zero_wakes_all_waiters)
         await_blocked(&w[i]); /* not yet */
     ASSERT_EQ(cancel_countdown_signal(&c, 1), 1);
     for (int i = 0; i < N; i++)
-        ASSERT_OK(finish(&w[i]));
+        ASSERT_OK(harness_call_finish(&w[i].call));
     ASSERT_OK(cancel_countdown_destroy(&c));
     cancel_source_free(src);
 }
@@ -258,7 +216,7 @@ TEST(countdown_reset_to_zero_wakes_waiters)
     ASSERT_OK(cancel_countdown_reset(&c, 3));
     await_blocked(&w);
     ASSERT_OK(cancel_countdown_reset(&c, 0));
-    ASSERT_OK(finish(&w));
+    ASSERT_OK(harness_call_finish(&w.call));
     ASSERT_OK(cancel_countdown_destroy(&c));
 }
 
@@ -291,8 +249,8 @@ TEST(countdown_cancel_wakes_blocked_waiter)
     start(&w, &c, t, CANCEL_INFINITE);
     await_blocked(&w);
     ASSERT_OK(cancel_source_cancel(src));
-    ASSERT_ERR(finish(&w), -ECANCELED);
-    ASSERT_TRUE(cancel_token_equal(w.recorded, t));
+    ASSERT_ERR(harness_call_finish(&w.call), -ECANCELED);
+    ASSERT_TRUE(cancel_token_equal(w.call.recorded, t));
     ASSERT_EQ(cancel_countdown_count(&c), 1);
     ASSERT_OK(cancel_countdown_destroy(&c));
     cancel_source_free(src);
@@ -308,14 +266,14 @@ TEST(countdown_blocked_waiter_signal_then_cancel_returns_zero)
     await_blocked(&w);
     ASSERT_EQ(cancel_countdown_signal(&c, 1), 1);
     ASSERT_OK(cancel_source_cancel(src));
-    ASSERT_OK(finish(&w));
+    ASSERT_OK(harness_call_finish(&w.call));
     ASSERT_OK(cancel_countdown_destroy(&c));
     cancel_source_free(src);
 }
 
 TEST(countdown_times_out_exactly_at_deadline)
 {
-    cancel_clock *clk = manual();
+    cancel_clock *clk = harness_manual_clock();
     cancel_countdown c;
     ASSERT_OK(cancel_countdown_init(&c, 1));
     struct waiter w;
@@ -324,15 +282,15 @@ TEST(countdown_times_out_exactly_at_deadline)
     ASSERT_OK(cancel_clock_advance(clk, 15 * MS - 1));
     await_blocked(&w);
     ASSERT_OK(cancel_clock_advance(clk, 1));
-    ASSERT_ERR(finish(&w), -ETIMEDOUT);
+    ASSERT_ERR(harness_call_finish(&w.call), -ETIMEDOUT);
     ASSERT_EQ(cancel_countdown_count(&c), 1);
     ASSERT_OK(cancel_countdown_destroy(&c));
-    manual_done(clk);
+    harness_manual_clock_done(clk);
 }
 
 TEST(countdown_timeout_zero_does_not_block)
 {
-    cancel_clock *clk = manual();
+    cancel_clock *clk = harness_manual_clock();
     cancel_countdown c;
     ASSERT_OK(cancel_countdown_init(&c, 1));
     cancel_source *src = cancel_source_new();
@@ -340,7 +298,7 @@ TEST(countdown_timeout_zero_does_not_block)
                -ETIMEDOUT);
     ASSERT_OK(cancel_countdown_destroy(&c));
     cancel_source_free(src);
-    manual_done(clk);
+    harness_manual_clock_done(clk);
 }
 
 TEST(countdown_destroy_with_waiter_is_ebusy)
@@ -353,7 +311,7 @@ TEST(countdown_destroy_with_waiter_is_ebusy)
     ASSERT_ERR(cancel_countdown_destroy(&c), -EBUSY);
     ASSERT_EQ(cancel_countdown_count(&c), 1);
     ASSERT_EQ(cancel_countdown_signal(&c, 1), 1);
-    ASSERT_OK(finish(&w));
+    ASSERT_OK(harness_call_finish(&w.call));
     ASSERT_OK(cancel_countdown_destroy(&c));
 }
 
@@ -405,7 +363,7 @@ TEST(countdown_concurrent_signals_exactly_one_reaches_zero)
     }
     harness_gate_destroy(&go);
     ASSERT_EQ(ones, 1);
-    ASSERT_OK(finish(&w));
+    ASSERT_OK(harness_call_finish(&w.call));
     ASSERT_EQ(cancel_countdown_count(&c), 0);
     ASSERT_ERR(cancel_countdown_signal(&c, 1), -EINVAL);
     ASSERT_OK(cancel_countdown_destroy(&c));

@@ -9,8 +9,6 @@
 #include "harness.h"
 
 #include <errno.h>
-#include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -19,55 +17,33 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static cancel_clock *manual(void)
-{
-    cancel_clock *c = cancel_clock_new_manual(0);
-    ASSERT_NOT_NULL(c);
-    ASSERT_OK(cancel_clock_install(c));
-    return c;
-}
-
-static void manual_done(cancel_clock *c)
-{
-    ASSERT_OK(cancel_clock_install(NULL));
-    cancel_clock_free(c);
-}
-
 struct waiter {
-    pthread_t th;
+    harness_call call;
     cancel_event *ev;
     cancel_token t;
     int64_t timeout;
     const int *payload; /* read after a successful wait */
     int seen;
-    _Atomic pid_t tid;
-    atomic_bool entered, done;
-    int result;
-    cancel_token recorded;
 };
 
-static void *waiter_main(void *arg)
+static int waiter_wait(void *arg)
 {
     struct waiter *w = arg;
-    atomic_store(&w->tid, harness_gettid());
-    atomic_store(&w->entered, true);
-    w->result = cancel_event_wait(w->ev, w->t, w->timeout);
-    if (w->result == 0 && w->payload != NULL)
+    int r = cancel_event_wait(w->ev, w->t, w->timeout);
+    if (r == 0 && w->payload != NULL)
         w->seen = *w->payload; /* plain read: ordered by the wait */
-    w->recorded = cancel_canceled_token();
-    atomic_store(&w->done, true);
-    return NULL;
+    return r;
 }
 
 static void start_payload(struct waiter *w, cancel_event *ev, cancel_token t,
                           int64_t timeout, const int *payload)
 {
-    memset(w, 0, sizeof(*w));
     w->ev = ev;
     w->t = t;
     w->timeout = timeout;
     w->payload = payload;
-    ASSERT_OK(pthread_create(&w->th, NULL, waiter_main, w));
+    w->seen = 0;
+    harness_call_start(&w->call, waiter_wait, w);
 }
 
 static void start(struct waiter *w, cancel_event *ev, cancel_token t,
@@ -76,28 +52,12 @@ static void start(struct waiter *w, cancel_event *ev, cancel_token t,
     start_payload(w, ev, t, timeout, NULL);
 }
 
-static void await_asleep(struct waiter *w)
-{
-    while (!atomic_load(&w->entered))
-        sched_yield();
-    while (!atomic_load(&w->done) &&
-           !harness_thread_asleep(atomic_load(&w->tid)))
-        sched_yield();
-}
-
 /* Gate plus check: w is blocked in the wait, so the event is busy. */
 static void await_blocked(struct waiter *w)
 {
-    await_asleep(w);
-    ASSERT_FALSE(atomic_load(&w->done));
+    harness_call_await_asleep(&w->call);
+    ASSERT_FALSE(atomic_load(&w->call.done));
     ASSERT_ERR(cancel_event_destroy(w->ev), -EBUSY);
-}
-
-static int finish(struct waiter *w)
-{
-    ASSERT_OK(pthread_join(w->th, NULL));
-    ASSERT_TRUE(atomic_load(&w->done));
-    return w->result;
 }
 
 /* ---- state -------------------------------------------------------------- */
@@ -167,7 +127,7 @@ TEST(event_static_initializer)
     start(&w, &ev, CANCEL_NONE, CANCEL_INFINITE);
     await_blocked(&w);
     ASSERT_OK(cancel_event_set(&ev));
-    ASSERT_OK(finish(&w));
+    ASSERT_OK(harness_call_finish(&w.call));
     ASSERT_TRUE(cancel_event_is_set(&ev));
     ASSERT_OK(cancel_event_destroy(&ev));
 }
@@ -185,7 +145,7 @@ TEST(event_set_wakes_blocked_waiter_with_payload)
     await_blocked(&w);
     payload = 1234; /* happens-before the wait's return (TSan checks) */
     ASSERT_OK(cancel_event_set(&ev));
-    ASSERT_OK(finish(&w));
+    ASSERT_OK(harness_call_finish(&w.call));
     ASSERT_EQ(w.seen, 1234);
     ASSERT_OK(cancel_event_destroy(&ev));
     cancel_source_free(src);
@@ -205,7 +165,7 @@ TEST(event_set_wakes_all_waiters)
         await_blocked(&w[i]);
     ASSERT_OK(cancel_event_set(&ev));
     for (int i = 0; i < N; i++)
-        ASSERT_OK(finish(&w[i]));
+        ASSERT_OK(harness_call_finish(&w[i].call));
     ASSERT_OK(cancel_event_destroy(&ev));
     ASSERT_FALSE(cancel_requested(cancel_source_token(src)));
     cancel_source_free(src);
@@ -268,8 +228,8 @@ TEST(event_cancel_wakes_blocked_waiter)
     start(&w, &ev, t, CANCEL_INFINITE);
     await_blocked(&w);
     ASSERT_OK(cancel_source_cancel(src));
-    ASSERT_ERR(finish(&w), -ECANCELED);
-    ASSERT_TRUE(cancel_token_equal(w.recorded, t));
+    ASSERT_ERR(harness_call_finish(&w.call), -ECANCELED);
+    ASSERT_TRUE(cancel_token_equal(w.call.recorded, t));
     ASSERT_FALSE(cancel_event_is_set(&ev));
     ASSERT_OK(cancel_event_destroy(&ev)); /* the waiter left the queue */
     cancel_source_free(src);
@@ -287,7 +247,7 @@ TEST(event_blocked_waiter_set_then_cancel_returns_zero)
     await_blocked(&w);
     ASSERT_OK(cancel_event_set(&ev));
     ASSERT_OK(cancel_source_cancel(src));
-    ASSERT_OK(finish(&w));
+    ASSERT_OK(harness_call_finish(&w.call));
     ASSERT_OK(cancel_event_destroy(&ev));
     cancel_source_free(src);
 }
@@ -306,7 +266,7 @@ TEST(event_set_then_reset_while_blocked_then_cancel)
     ASSERT_OK(cancel_event_set(&ev));
     ASSERT_OK(cancel_event_reset(&ev));
     ASSERT_OK(cancel_source_cancel(src));
-    int r = finish(&w);
+    int r = harness_call_finish(&w.call);
     ASSERT_TRUE(r == 0 || r == -ECANCELED);
     ASSERT_OK(cancel_event_destroy(&ev));
     cancel_source_free(src);
@@ -321,9 +281,9 @@ TEST(event_destroy_with_waiter_is_ebusy_and_event_still_works)
     await_blocked(&w);
     ASSERT_ERR(cancel_event_destroy(&ev), -EBUSY);
     ASSERT_FALSE(cancel_event_is_set(&ev)); /* nothing changed */
-    ASSERT_FALSE(atomic_load(&w.done));
+    ASSERT_FALSE(atomic_load(&w.call.done));
     ASSERT_OK(cancel_event_set(&ev));
-    ASSERT_OK(finish(&w));
+    ASSERT_OK(harness_call_finish(&w.call));
     ASSERT_TRUE(cancel_event_is_set(&ev));
     ASSERT_OK(cancel_event_destroy(&ev));
 }
@@ -332,7 +292,7 @@ TEST(event_destroy_with_waiter_is_ebusy_and_event_still_works)
 
 TEST(event_times_out_exactly_at_deadline)
 {
-    cancel_clock *c = manual();
+    cancel_clock *c = harness_manual_clock();
     cancel_event ev;
     ASSERT_OK(cancel_event_init(&ev, false));
     cancel_source *src = cancel_source_new();
@@ -342,15 +302,15 @@ TEST(event_times_out_exactly_at_deadline)
     ASSERT_OK(cancel_clock_advance(c, 30 * MS - 1));
     await_blocked(&w);
     ASSERT_OK(cancel_clock_advance(c, 1));
-    ASSERT_ERR(finish(&w), -ETIMEDOUT);
+    ASSERT_ERR(harness_call_finish(&w.call), -ETIMEDOUT);
     ASSERT_OK(cancel_event_destroy(&ev));
     cancel_source_free(src);
-    manual_done(c);
+    harness_manual_clock_done(c);
 }
 
 TEST(event_set_before_timeout_returns_zero)
 {
-    cancel_clock *c = manual();
+    cancel_clock *c = harness_manual_clock();
     cancel_event ev;
     ASSERT_OK(cancel_event_init(&ev, false));
     struct waiter w;
@@ -359,15 +319,15 @@ TEST(event_set_before_timeout_returns_zero)
     ASSERT_OK(cancel_clock_advance(c, SEC / 2));
     await_blocked(&w);
     ASSERT_OK(cancel_event_set(&ev));
-    ASSERT_OK(finish(&w));
+    ASSERT_OK(harness_call_finish(&w.call));
     ASSERT_OK(cancel_clock_advance(c, SEC)); /* the old deadline: harmless */
     ASSERT_OK(cancel_event_destroy(&ev));
-    manual_done(c);
+    harness_manual_clock_done(c);
 }
 
 TEST(event_timeout_zero_does_not_block)
 {
-    cancel_clock *c = manual();
+    cancel_clock *c = harness_manual_clock();
     cancel_event ev;
     ASSERT_OK(cancel_event_init(&ev, false));
     cancel_source *src = cancel_source_new();
@@ -375,12 +335,12 @@ TEST(event_timeout_zero_does_not_block)
     ASSERT_ERR(cancel_event_wait(&ev, CANCEL_NONE, 0), -ETIMEDOUT);
     ASSERT_OK(cancel_event_destroy(&ev));
     cancel_source_free(src);
-    manual_done(c);
+    harness_manual_clock_done(c);
 }
 
 TEST(event_waiters_with_different_deadlines)
 {
-    cancel_clock *c = manual();
+    cancel_clock *c = harness_manual_clock();
     cancel_event ev;
     ASSERT_OK(cancel_event_init(&ev, false));
     struct waiter a, b;
@@ -389,10 +349,10 @@ TEST(event_waiters_with_different_deadlines)
     await_blocked(&a);
     await_blocked(&b);
     ASSERT_OK(cancel_clock_advance(c, 10 * MS));
-    ASSERT_ERR(finish(&a), -ETIMEDOUT);
+    ASSERT_ERR(harness_call_finish(&a.call), -ETIMEDOUT);
     await_blocked(&b); /* b stays */
     ASSERT_OK(cancel_event_set(&ev));
-    ASSERT_OK(finish(&b));
+    ASSERT_OK(harness_call_finish(&b.call));
     ASSERT_OK(cancel_event_destroy(&ev));
-    manual_done(c);
+    harness_manual_clock_done(c);
 }

@@ -22,20 +22,6 @@
 
 #define MS ((int64_t)1000000)
 
-static cancel_clock *manual(void)
-{
-    cancel_clock *c = cancel_clock_new_manual(0);
-    ASSERT_NOT_NULL(c);
-    ASSERT_OK(cancel_clock_install(c));
-    return c;
-}
-
-static void manual_done(cancel_clock *c)
-{
-    ASSERT_OK(cancel_clock_install(NULL));
-    cancel_clock_free(c);
-}
-
 /* poll(2) with a zero timeout: the revents of fd. */
 static short revents_now(int fd)
 {
@@ -120,7 +106,7 @@ TEST(fd_created_after_cancel_is_readable)
 
 TEST(fd_readable_on_timer_cancel)
 {
-    cancel_clock *c = manual();
+    cancel_clock *c = harness_manual_clock();
     cancel_source *src = cancel_source_new();
     int fd = cancel_token_fd(cancel_source_token(src));
     ASSERT_GE(fd, 0);
@@ -130,7 +116,7 @@ TEST(fd_readable_on_timer_cancel)
     ASSERT_OK(cancel_clock_advance(c, 1));
     ASSERT_TRUE(revents_now(fd) & POLLIN);
     cancel_source_free(src);
-    manual_done(c);
+    harness_manual_clock_done(c);
 }
 
 TEST(fd_readable_when_linked_parent_cancels)

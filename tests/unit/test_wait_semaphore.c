@@ -13,80 +13,39 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
-#include <string.h>
 
 #define MS ((int64_t)1000000)
 #define SEC ((int64_t)1000000000)
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static cancel_clock *manual(void)
-{
-    cancel_clock *c = cancel_clock_new_manual(0);
-    ASSERT_NOT_NULL(c);
-    ASSERT_OK(cancel_clock_install(c));
-    return c;
-}
-
-static void manual_done(cancel_clock *c)
-{
-    ASSERT_OK(cancel_clock_install(NULL));
-    cancel_clock_free(c);
-}
-
 struct waiter {
-    pthread_t th;
+    harness_call call;
     cancel_semaphore *s;
     cancel_token t;
     int64_t timeout;
-    _Atomic pid_t tid;
-    atomic_bool entered, done;
-    int result;
-    cancel_token recorded;
 };
 
-static void *waiter_main(void *arg)
+static int waiter_wait(void *arg)
 {
     struct waiter *w = arg;
-    atomic_store(&w->tid, harness_gettid());
-    atomic_store(&w->entered, true);
-    w->result = cancel_semaphore_wait(w->s, w->t, w->timeout);
-    w->recorded = cancel_canceled_token();
-    atomic_store(&w->done, true);
-    return NULL;
+    return cancel_semaphore_wait(w->s, w->t, w->timeout);
 }
 
 static void start(struct waiter *w, cancel_semaphore *s, cancel_token t,
                   int64_t timeout)
 {
-    memset(w, 0, sizeof(*w));
     w->s = s;
     w->t = t;
     w->timeout = timeout;
-    ASSERT_OK(pthread_create(&w->th, NULL, waiter_main, w));
-}
-
-static void await_asleep(struct waiter *w)
-{
-    while (!atomic_load(&w->entered))
-        sched_yield();
-    while (!atomic_load(&w->done) &&
-           !harness_thread_asleep(atomic_load(&w->tid)))
-        sched_yield();
+    harness_call_start(&w->call, waiter_wait, w);
 }
 
 static void await_blocked(struct waiter *w)
 {
-    await_asleep(w);
-    ASSERT_FALSE(atomic_load(&w->done));
+    harness_call_await_asleep(&w->call);
+    ASSERT_FALSE(atomic_load(&w->call.done));
     ASSERT_ERR(cancel_semaphore_destroy(w->s), -EBUSY);
-}
-
-static int finish(struct waiter *w)
-{
-    ASSERT_OK(pthread_join(w->th, NULL));
-    ASSERT_TRUE(atomic_load(&w->done));
-    return w->result;
 }
 
 /* ---- init, release, count ----------------------------------------------- */
@@ -237,7 +196,7 @@ TEST(sem_release_wakes_blocked_waiter)
     start(&w, &s, CANCEL_NONE, CANCEL_INFINITE);
     await_blocked(&w);
     ASSERT_EQ(cancel_semaphore_release(&s, 1), 0);
-    ASSERT_OK(finish(&w));
+    ASSERT_OK(harness_call_finish(&w.call));
     ASSERT_EQ(cancel_semaphore_count(&s), 0);
     ASSERT_OK(cancel_semaphore_destroy(&s));
 }
@@ -259,19 +218,19 @@ TEST(sem_release_n_wakes_n_waiters)
         sched_yield();
         done = 0;
         for (int i = 0; i < N; i++)
-            done += atomic_load(&w[i].done);
+            done += atomic_load(&w[i].call.done);
     } while (done < 3);
     for (int i = 0; i < N; i++)
-        await_asleep(&w[i]);
+        harness_call_await_asleep(&w[i].call);
     done = 0;
     for (int i = 0; i < N; i++)
-        done += atomic_load(&w[i].done);
+        done += atomic_load(&w[i].call.done);
     ASSERT_EQ(done, 3);
     ASSERT_EQ(cancel_semaphore_count(&s), 0);
     ASSERT_ERR(cancel_semaphore_destroy(&s), -EBUSY);
     ASSERT_EQ(cancel_semaphore_release(&s, 2), 0);
     for (int i = 0; i < N; i++)
-        ASSERT_OK(finish(&w[i]));
+        ASSERT_OK(harness_call_finish(&w[i].call));
     ASSERT_EQ(cancel_semaphore_count(&s), 0);
     ASSERT_OK(cancel_semaphore_destroy(&s));
 }
@@ -286,8 +245,8 @@ TEST(sem_cancel_wakes_blocked_waiter)
     start(&w, &s, t, CANCEL_INFINITE);
     await_blocked(&w);
     ASSERT_OK(cancel_source_cancel(src));
-    ASSERT_ERR(finish(&w), -ECANCELED);
-    ASSERT_TRUE(cancel_token_equal(w.recorded, t));
+    ASSERT_ERR(harness_call_finish(&w.call), -ECANCELED);
+    ASSERT_TRUE(cancel_token_equal(w.call.recorded, t));
     ASSERT_EQ(cancel_semaphore_count(&s), 0);
     ASSERT_OK(cancel_semaphore_destroy(&s));
     /* The count released later is still there for the next taker. */
@@ -308,7 +267,7 @@ TEST(sem_blocked_waiter_release_then_cancel_takes_count)
     await_blocked(&w);
     ASSERT_EQ(cancel_semaphore_release(&s, 1), 0);
     ASSERT_OK(cancel_source_cancel(src));
-    ASSERT_OK(finish(&w));
+    ASSERT_OK(harness_call_finish(&w.call));
     ASSERT_EQ(cancel_semaphore_count(&s), 0);
     ASSERT_OK(cancel_semaphore_destroy(&s));
     cancel_source_free(src);
@@ -327,10 +286,10 @@ TEST(sem_canceled_waiter_leaves_count_to_others)
     start(&b, &s, CANCEL_NONE, CANCEL_INFINITE);
     await_blocked(&b);
     ASSERT_OK(cancel_source_cancel(src));
-    ASSERT_ERR(finish(&a), -ECANCELED);
+    ASSERT_ERR(harness_call_finish(&a.call), -ECANCELED);
     await_blocked(&b);
     ASSERT_EQ(cancel_semaphore_release(&s, 1), 0);
-    ASSERT_OK(finish(&b));
+    ASSERT_OK(harness_call_finish(&b.call));
     ASSERT_EQ(cancel_semaphore_count(&s), 0);
     ASSERT_OK(cancel_semaphore_destroy(&s));
     cancel_source_free(src);
@@ -349,12 +308,12 @@ TEST(sem_destroy_with_waiters_is_ebusy)
     ASSERT_EQ(cancel_semaphore_count(&s), 0); /* nothing changed */
     ASSERT_EQ(cancel_semaphore_release(&s, 1), 0);
     /* One of them is still in: still busy. */
-    while (!atomic_load(&a.done) && !atomic_load(&b.done))
+    while (!atomic_load(&a.call.done) && !atomic_load(&b.call.done))
         sched_yield();
     ASSERT_ERR(cancel_semaphore_destroy(&s), -EBUSY);
     ASSERT_EQ(cancel_semaphore_release(&s, 1), 0);
-    ASSERT_OK(finish(&a));
-    ASSERT_OK(finish(&b));
+    ASSERT_OK(harness_call_finish(&a.call));
+    ASSERT_OK(harness_call_finish(&b.call));
     ASSERT_OK(cancel_semaphore_destroy(&s));
 }
 
@@ -362,7 +321,7 @@ TEST(sem_destroy_with_waiters_is_ebusy)
 
 TEST(sem_times_out_exactly_at_deadline)
 {
-    cancel_clock *c = manual();
+    cancel_clock *c = harness_manual_clock();
     cancel_semaphore s;
     ASSERT_OK(cancel_semaphore_init(&s, 0, 1));
     cancel_source *src = cancel_source_new();
@@ -372,19 +331,19 @@ TEST(sem_times_out_exactly_at_deadline)
     ASSERT_OK(cancel_clock_advance(c, 40 * MS - 1));
     await_blocked(&w);
     ASSERT_OK(cancel_clock_advance(c, 1));
-    ASSERT_ERR(finish(&w), -ETIMEDOUT);
+    ASSERT_ERR(harness_call_finish(&w.call), -ETIMEDOUT);
     ASSERT_EQ(cancel_semaphore_count(&s), 0);
     ASSERT_OK(cancel_semaphore_destroy(&s));
     /* A release after the timeout stays in the semaphore. */
     ASSERT_EQ(cancel_semaphore_release(&s, 1), 0);
     ASSERT_EQ(cancel_semaphore_count(&s), 1);
     cancel_source_free(src);
-    manual_done(c);
+    harness_manual_clock_done(c);
 }
 
 TEST(sem_release_before_timeout_returns_zero)
 {
-    cancel_clock *c = manual();
+    cancel_clock *c = harness_manual_clock();
     cancel_semaphore s;
     ASSERT_OK(cancel_semaphore_init(&s, 0, 1));
     struct waiter w;
@@ -393,20 +352,20 @@ TEST(sem_release_before_timeout_returns_zero)
     ASSERT_OK(cancel_clock_advance(c, SEC - 1));
     await_blocked(&w);
     ASSERT_EQ(cancel_semaphore_release(&s, 1), 0);
-    ASSERT_OK(finish(&w));
+    ASSERT_OK(harness_call_finish(&w.call));
     ASSERT_EQ(cancel_semaphore_count(&s), 0);
     ASSERT_OK(cancel_semaphore_destroy(&s));
-    manual_done(c);
+    harness_manual_clock_done(c);
 }
 
 TEST(sem_timeout_zero_does_not_block)
 {
-    cancel_clock *c = manual();
+    cancel_clock *c = harness_manual_clock();
     cancel_semaphore s;
     ASSERT_OK(cancel_semaphore_init(&s, 0, 1));
     ASSERT_ERR(cancel_semaphore_wait(&s, CANCEL_NONE, 0), -ETIMEDOUT);
     ASSERT_OK(cancel_semaphore_destroy(&s));
-    manual_done(c);
+    harness_manual_clock_done(c);
 }
 
 /* ---- conservation ------------------------------------------------------- */

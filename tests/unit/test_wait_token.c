@@ -25,20 +25,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static cancel_clock *manual(void)
-{
-    cancel_clock *c = cancel_clock_new_manual(0);
-    ASSERT_NOT_NULL(c);
-    ASSERT_OK(cancel_clock_install(c));
-    return c;
-}
-
-static void manual_done(cancel_clock *c)
-{
-    ASSERT_OK(cancel_clock_install(NULL));
-    cancel_clock_free(c);
-}
-
 static int64_t mono_now(void)
 {
     struct timespec ts;
@@ -50,55 +36,26 @@ enum op { OP_WAIT, OP_SLEEP };
 
 /* One thread running one wait. */
 struct waiter {
-    pthread_t th;
+    harness_call call;
     enum op op;
     cancel_token t;
     int64_t timeout;
-    _Atomic pid_t tid;
-    atomic_bool entered;
-    atomic_bool done;
-    int result;
-    cancel_token recorded; /* the thread's canceled token afterwards */
 };
 
-static void *waiter_main(void *arg)
+static int waiter_wait(void *arg)
 {
     struct waiter *w = arg;
-    atomic_store(&w->tid, harness_gettid());
-    atomic_store(&w->entered, true);
     if (w->op == OP_WAIT)
-        w->result = cancel_wait(w->t, w->timeout);
-    else
-        w->result = cancel_sleep(w->t, w->timeout);
-    w->recorded = cancel_canceled_token();
-    atomic_store(&w->done, true);
-    return NULL;
+        return cancel_wait(w->t, w->timeout);
+    return cancel_sleep(w->t, w->timeout);
 }
 
 static void start(struct waiter *w, enum op op, cancel_token t, int64_t timeout)
 {
-    memset(w, 0, sizeof(*w));
     w->op = op;
     w->t = t;
     w->timeout = timeout;
-    ASSERT_OK(pthread_create(&w->th, NULL, waiter_main, w));
-}
-
-/* Gate: until the waiter is asleep inside its wait (or has returned). */
-static void await_asleep(struct waiter *w)
-{
-    while (!atomic_load(&w->entered))
-        sched_yield();
-    while (!atomic_load(&w->done) &&
-           !harness_thread_asleep(atomic_load(&w->tid)))
-        sched_yield();
-}
-
-static int finish(struct waiter *w)
-{
-    ASSERT_OK(pthread_join(w->th, NULL));
-    ASSERT_TRUE(atomic_load(&w->done));
-    return w->result;
+    harness_call_start(&w->call, waiter_wait, w);
 }
 
 /* ---- cancel_wait -------------------------------------------------------- */
@@ -126,64 +83,65 @@ TEST(wait_canceled_returns_ecanceled_and_records_token)
 
 TEST(wait_timeout_zero_returns_etimedout_at_once)
 {
-    cancel_clock *c = manual(); /* a wait that blocked would never end */
+    /* a wait that blocked would never end */
+    cancel_clock *c = harness_manual_clock();
     cancel_source *src = cancel_source_new();
     ASSERT_ERR(cancel_wait(cancel_source_token(src), 0), -ETIMEDOUT);
     ASSERT_ERR(cancel_wait(CANCEL_NONE, 0), -ETIMEDOUT);
     ASSERT_FALSE(cancel_requested(cancel_source_token(src)));
     cancel_source_free(src);
-    manual_done(c);
+    harness_manual_clock_done(c);
 }
 
 TEST(wait_times_out_exactly_at_deadline)
 {
-    cancel_clock *c = manual();
+    cancel_clock *c = harness_manual_clock();
     cancel_source *src = cancel_source_new();
     struct waiter w;
     start(&w, OP_WAIT, cancel_source_token(src), 100 * MS);
-    await_asleep(&w);
-    ASSERT_FALSE(atomic_load(&w.done));
+    harness_call_await_asleep(&w.call);
+    ASSERT_FALSE(atomic_load(&w.call.done));
 
     ASSERT_OK(cancel_clock_advance(c, 100 * MS - 1));
-    await_asleep(&w); /* a woken waiter goes back to sleep */
-    ASSERT_FALSE(atomic_load(&w.done));
+    harness_call_await_asleep(&w.call); /* a woken waiter goes back to sleep */
+    ASSERT_FALSE(atomic_load(&w.call.done));
 
     ASSERT_OK(cancel_clock_advance(c, 1));
-    ASSERT_ERR(finish(&w), -ETIMEDOUT);
+    ASSERT_ERR(harness_call_finish(&w.call), -ETIMEDOUT);
     ASSERT_FALSE(cancel_requested(cancel_source_token(src)));
     cancel_source_free(src);
-    manual_done(c);
+    harness_manual_clock_done(c);
 }
 
 TEST(wait_none_with_finite_timeout_times_out)
 {
-    cancel_clock *c = manual();
+    cancel_clock *c = harness_manual_clock();
     struct waiter w;
     start(&w, OP_WAIT, CANCEL_NONE, 1 * SEC);
-    await_asleep(&w);
+    harness_call_await_asleep(&w.call);
     ASSERT_OK(cancel_clock_advance(c, SEC - 1));
-    await_asleep(&w);
-    ASSERT_FALSE(atomic_load(&w.done));
+    harness_call_await_asleep(&w.call);
+    ASSERT_FALSE(atomic_load(&w.call.done));
     ASSERT_OK(cancel_clock_advance(c, 1));
-    ASSERT_ERR(finish(&w), -ETIMEDOUT);
-    manual_done(c);
+    ASSERT_ERR(harness_call_finish(&w.call), -ETIMEDOUT);
+    harness_manual_clock_done(c);
 }
 
 /* A wait keeps the clock it started with: installing another clock while
  * it waits changes nothing for it. */
 TEST(wait_keeps_its_manual_clock)
 {
-    cancel_clock *c = manual();
+    cancel_clock *c = harness_manual_clock();
     cancel_source *src = cancel_source_new();
     struct waiter w;
     start(&w, OP_WAIT, cancel_source_token(src), 40 * MS);
-    await_asleep(&w);
+    harness_call_await_asleep(&w.call);
     ASSERT_OK(cancel_clock_install(NULL)); /* the system clock again */
     ASSERT_OK(cancel_clock_advance(c, 40 * MS - 1));
-    await_asleep(&w);
-    ASSERT_FALSE(atomic_load(&w.done));
+    harness_call_await_asleep(&w.call);
+    ASSERT_FALSE(atomic_load(&w.call.done));
     ASSERT_OK(cancel_clock_advance(c, 1));
-    ASSERT_ERR(finish(&w), -ETIMEDOUT);
+    ASSERT_ERR(harness_call_finish(&w.call), -ETIMEDOUT);
     cancel_source_free(src);
     cancel_clock_free(c);
 }
@@ -194,12 +152,12 @@ TEST(wait_keeps_the_system_clock)
     struct waiter w;
     int64_t t0 = mono_now();
     start(&w, OP_WAIT, cancel_source_token(src), 5 * MS);
-    await_asleep(&w);
-    cancel_clock *c = manual(); /* never advanced */
-    ASSERT_ERR(finish(&w), -ETIMEDOUT);
+    harness_call_await_asleep(&w.call);
+    cancel_clock *c = harness_manual_clock(); /* never advanced */
+    ASSERT_ERR(harness_call_finish(&w.call), -ETIMEDOUT);
     ASSERT_GE(mono_now() - t0, 5 * MS);
     cancel_source_free(src);
-    manual_done(c);
+    harness_manual_clock_done(c);
 }
 
 TEST(wait_real_clock_timeout_is_not_early)
@@ -217,11 +175,11 @@ TEST(wait_cancel_wakes_blocked_waiter)
     cancel_token t = cancel_source_token(src);
     struct waiter w;
     start(&w, OP_WAIT, t, CANCEL_INFINITE);
-    await_asleep(&w);
-    ASSERT_FALSE(atomic_load(&w.done));
+    harness_call_await_asleep(&w.call);
+    ASSERT_FALSE(atomic_load(&w.call.done));
     ASSERT_OK(cancel_source_cancel(src));
-    ASSERT_ERR(finish(&w), -ECANCELED);
-    ASSERT_TRUE(cancel_token_equal(w.recorded, t));
+    ASSERT_ERR(harness_call_finish(&w.call), -ECANCELED);
+    ASSERT_TRUE(cancel_token_equal(w.call.recorded, t));
     /* Recording is per thread: this one recorded nothing. */
     ASSERT_FALSE(cancel_token_equal(cancel_canceled_token(), t));
     cancel_source_free(src);
@@ -229,37 +187,37 @@ TEST(wait_cancel_wakes_blocked_waiter)
 
 TEST(wait_cancel_wins_over_pending_timeout)
 {
-    cancel_clock *c = manual();
+    cancel_clock *c = harness_manual_clock();
     cancel_source *src = cancel_source_new();
     cancel_token t = cancel_source_token(src);
     struct waiter w;
     start(&w, OP_WAIT, t, 10 * SEC);
-    await_asleep(&w);
+    harness_call_await_asleep(&w.call);
     ASSERT_OK(cancel_source_cancel(src));
-    ASSERT_ERR(finish(&w), -ECANCELED);
+    ASSERT_ERR(harness_call_finish(&w.call), -ECANCELED);
     ASSERT_EQ(cancel_clock_now(), 0); /* no time was needed */
     cancel_source_free(src);
-    manual_done(c);
+    harness_manual_clock_done(c);
 }
 
 TEST(wait_woken_by_timer_cancel)
 {
-    cancel_clock *c = manual();
+    cancel_clock *c = harness_manual_clock();
     cancel_source *src = cancel_source_new();
     cancel_token t = cancel_source_token(src);
     ASSERT_OK(cancel_source_cancel_after(src, 50 * MS));
     struct waiter w;
     start(&w, OP_WAIT, t, CANCEL_INFINITE);
-    await_asleep(&w);
+    harness_call_await_asleep(&w.call);
     ASSERT_OK(cancel_clock_advance(c, 50 * MS - 1));
-    await_asleep(&w);
-    ASSERT_FALSE(atomic_load(&w.done));
+    harness_call_await_asleep(&w.call);
+    ASSERT_FALSE(atomic_load(&w.call.done));
     ASSERT_OK(cancel_clock_advance(c, 1));
-    ASSERT_ERR(finish(&w), -ECANCELED);
+    ASSERT_ERR(harness_call_finish(&w.call), -ECANCELED);
     ASSERT_EQ(cancel_reason(t), ETIMEDOUT);
-    ASSERT_TRUE(cancel_token_equal(w.recorded, t));
+    ASSERT_TRUE(cancel_token_equal(w.call.recorded, t));
     cancel_source_free(src);
-    manual_done(c);
+    harness_manual_clock_done(c);
 }
 
 TEST(wait_linked_token_woken_by_parent)
@@ -271,10 +229,10 @@ TEST(wait_linked_token_woken_by_parent)
     cancel_token ct = cancel_source_token(child);
     struct waiter w;
     start(&w, OP_WAIT, ct, CANCEL_INFINITE);
-    await_asleep(&w);
+    harness_call_await_asleep(&w.call);
     ASSERT_OK(cancel_source_cancel(parent));
-    ASSERT_ERR(finish(&w), -ECANCELED);
-    ASSERT_TRUE(cancel_token_equal(w.recorded, ct));
+    ASSERT_ERR(harness_call_finish(&w.call), -ECANCELED);
+    ASSERT_TRUE(cancel_token_equal(w.call.recorded, ct));
     cancel_source_free(child);
     cancel_source_free(parent);
 }
@@ -285,11 +243,11 @@ TEST(wait_woken_by_cancel_async)
     cancel_token t = cancel_source_token(src);
     struct waiter w;
     start(&w, OP_WAIT, t, CANCEL_INFINITE);
-    await_asleep(&w);
-    ASSERT_FALSE(atomic_load(&w.done));
+    harness_call_await_asleep(&w.call);
+    ASSERT_FALSE(atomic_load(&w.call.done));
     ASSERT_OK(cancel_source_cancel_async(src));
-    ASSERT_ERR(finish(&w), -ECANCELED);
-    ASSERT_TRUE(cancel_token_equal(w.recorded, t));
+    ASSERT_ERR(harness_call_finish(&w.call), -ECANCELED);
+    ASSERT_TRUE(cancel_token_equal(w.call.recorded, t));
     cancel_source_free(src);
 }
 
@@ -308,78 +266,79 @@ TEST(wait_many_waiters_all_wake_on_one_cancel)
     for (int i = 0; i < N; i++)
         start(&w[i], OP_WAIT, t, CANCEL_INFINITE);
     for (int i = 0; i < N; i++)
-        await_asleep(&w[i]);
+        harness_call_await_asleep(&w[i].call);
     for (int i = 0; i < N; i++)
-        ASSERT_FALSE(atomic_load(&w[i].done));
+        ASSERT_FALSE(atomic_load(&w[i].call.done));
     ASSERT_OK(cancel_source_cancel(src));
     for (int i = 0; i < N; i++) {
-        ASSERT_ERR(finish(&w[i]), -ECANCELED);
-        ASSERT_TRUE(cancel_token_equal(w[i].recorded, t));
+        ASSERT_ERR(harness_call_finish(&w[i].call), -ECANCELED);
+        ASSERT_TRUE(cancel_token_equal(w[i].call.recorded, t));
     }
     cancel_source_free(src);
 }
 
 TEST(wait_retained_token_outlives_freed_source)
 {
-    cancel_clock *c = manual();
+    cancel_clock *c = harness_manual_clock();
     cancel_source *src = cancel_source_new();
     cancel_token t = cancel_token_retain(cancel_source_token(src));
     struct waiter w;
     start(&w, OP_WAIT, t, 20 * MS);
-    await_asleep(&w);
+    harness_call_await_asleep(&w.call);
     cancel_source_free(src); /* nobody can cancel it any more */
-    ASSERT_FALSE(atomic_load(&w.done));
+    ASSERT_FALSE(atomic_load(&w.call.done));
     ASSERT_OK(cancel_clock_advance(c, 20 * MS));
-    ASSERT_ERR(finish(&w), -ETIMEDOUT);
+    ASSERT_ERR(harness_call_finish(&w.call), -ETIMEDOUT);
     cancel_token_release(t);
-    manual_done(c);
+    harness_manual_clock_done(c);
 }
 
 /* ---- cancel_sleep ------------------------------------------------------- */
 
 TEST(sleep_returns_zero_after_full_time)
 {
-    cancel_clock *c = manual();
+    cancel_clock *c = harness_manual_clock();
     cancel_source *src = cancel_source_new();
     struct waiter w;
     start(&w, OP_SLEEP, cancel_source_token(src), 3 * SEC);
-    await_asleep(&w);
+    harness_call_await_asleep(&w.call);
     ASSERT_OK(cancel_clock_advance(c, 3 * SEC - 1));
-    await_asleep(&w);
-    ASSERT_FALSE(atomic_load(&w.done));
+    harness_call_await_asleep(&w.call);
+    ASSERT_FALSE(atomic_load(&w.call.done));
     ASSERT_OK(cancel_clock_advance(c, 1));
-    ASSERT_OK(finish(&w));
+    ASSERT_OK(harness_call_finish(&w.call));
     cancel_source_free(src);
-    manual_done(c);
+    harness_manual_clock_done(c);
 }
 
 TEST(sleep_none_returns_zero_after_full_time)
 {
-    cancel_clock *c = manual();
+    cancel_clock *c = harness_manual_clock();
     struct waiter w;
     start(&w, OP_SLEEP, CANCEL_NONE, 7 * MS);
-    await_asleep(&w);
+    harness_call_await_asleep(&w.call);
     ASSERT_OK(cancel_clock_advance(c, 7 * MS - 1));
-    await_asleep(&w);
-    ASSERT_FALSE(atomic_load(&w.done));
+    harness_call_await_asleep(&w.call);
+    ASSERT_FALSE(atomic_load(&w.call.done));
     ASSERT_OK(cancel_clock_advance(c, 1));
-    ASSERT_OK(finish(&w));
-    manual_done(c);
+    ASSERT_OK(harness_call_finish(&w.call));
+    harness_manual_clock_done(c);
 }
 
 TEST(sleep_zero_on_live_token_returns_zero)
 {
-    cancel_clock *c = manual();
+    cancel_clock *c = harness_manual_clock();
     cancel_source *src = cancel_source_new();
     ASSERT_OK(cancel_sleep(cancel_source_token(src), 0));
     ASSERT_OK(cancel_sleep(CANCEL_NONE, 0));
     cancel_source_free(src);
-    manual_done(c);
+    harness_manual_clock_done(c);
 }
 
 TEST(sleep_canceled_token_returns_at_once_even_for_zero)
 {
-    cancel_clock *c = manual(); /* a sleep that blocked would never end */
+    /* a sleep that blocked would never end */
+    cancel_clock *c = harness_manual_clock();
     cancel_source *other = cancel_source_new();
     cancel_source *src = cancel_source_new();
     cancel_token t = cancel_source_token(src);
@@ -397,41 +356,41 @@ TEST(sleep_canceled_token_returns_at_once_even_for_zero)
 
     cancel_source_free(src);
     cancel_source_free(other);
-    manual_done(c);
+    harness_manual_clock_done(c);
 }
 
 TEST(sleep_ends_early_when_canceled)
 {
-    cancel_clock *c = manual();
+    cancel_clock *c = harness_manual_clock();
     cancel_source *src = cancel_source_new();
     cancel_token t = cancel_source_token(src);
     struct waiter w;
     start(&w, OP_SLEEP, t, 3600 * SEC);
-    await_asleep(&w);
+    harness_call_await_asleep(&w.call);
     ASSERT_OK(cancel_clock_advance(c, 10 * SEC));
-    await_asleep(&w);
-    ASSERT_FALSE(atomic_load(&w.done));
+    harness_call_await_asleep(&w.call);
+    ASSERT_FALSE(atomic_load(&w.call.done));
     ASSERT_OK(cancel_source_cancel(src));
-    ASSERT_ERR(finish(&w), -ECANCELED);
-    ASSERT_TRUE(cancel_token_equal(w.recorded, t));
+    ASSERT_ERR(harness_call_finish(&w.call), -ECANCELED);
+    ASSERT_TRUE(cancel_token_equal(w.call.recorded, t));
     cancel_source_free(src);
-    manual_done(c);
+    harness_manual_clock_done(c);
 }
 
 TEST(sleep_infinite_ends_only_on_cancel)
 {
-    cancel_clock *c = manual();
+    cancel_clock *c = harness_manual_clock();
     cancel_source *src = cancel_source_new();
     struct waiter w;
     start(&w, OP_SLEEP, cancel_source_token(src), CANCEL_INFINITE);
-    await_asleep(&w);
+    harness_call_await_asleep(&w.call);
     ASSERT_OK(cancel_clock_advance(c, INT64_MAX / 2));
-    await_asleep(&w);
-    ASSERT_FALSE(atomic_load(&w.done));
+    harness_call_await_asleep(&w.call);
+    ASSERT_FALSE(atomic_load(&w.call.done));
     ASSERT_OK(cancel_source_cancel(src));
-    ASSERT_ERR(finish(&w), -ECANCELED);
+    ASSERT_ERR(harness_call_finish(&w.call), -ECANCELED);
     cancel_source_free(src);
-    manual_done(c);
+    harness_manual_clock_done(c);
 }
 
 TEST(sleep_none_negative_is_einval)
@@ -461,17 +420,17 @@ static void signals_do_not_end(enum op op, int64_t timeout)
     cancel_source *src = cancel_source_new();
     struct waiter w;
     start(&w, op, cancel_source_token(src), timeout);
-    await_asleep(&w);
+    harness_call_await_asleep(&w.call);
     for (int i = 0; i < 20; i++) {
         int before = atomic_load(&sig_hits);
-        ASSERT_OK(pthread_kill(w.th, SIGUSR1));
+        ASSERT_OK(pthread_kill(w.call.th, SIGUSR1));
         while (atomic_load(&sig_hits) == before) /* handled */
             sched_yield();
-        await_asleep(&w);
-        ASSERT_FALSE(atomic_load(&w.done));
+        harness_call_await_asleep(&w.call);
+        ASSERT_FALSE(atomic_load(&w.call.done));
     }
     ASSERT_OK(cancel_source_cancel(src));
-    ASSERT_ERR(finish(&w), -ECANCELED);
+    ASSERT_ERR(harness_call_finish(&w.call), -ECANCELED);
     cancel_source_free(src);
     sa.sa_handler = SIG_DFL;
     ASSERT_OK(sigaction(SIGUSR1, &sa, NULL));
