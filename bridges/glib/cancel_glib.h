@@ -40,7 +40,9 @@
  * functions here follow GLib in that.
  *
  * Build: link the cancel_glib library (CMake target cancel_glib), libcancel
- * and gio-2.0 (pkg-config gio-2.0).
+ * and gio-2.0 (pkg-config gio-2.0).  Installed, it is <cancel/cancel_glib.h>
+ * with `pkg-config --cflags --libs cancel-glib`, or find_package(cancel_glib)
+ * and the target cancel::cancel_glib.
  */
 #ifndef CANCEL_GLIB_H
 #define CANCEL_GLIB_H

@@ -43,6 +43,8 @@
  * Build: link the cancel_uv library (CMake target cancel_uv), libcancel and
  * libuv (pkg-config libuv).  uv.h needs the POSIX types, so under a strict
  * -std=c11 compile with -D_POSIX_C_SOURCE=200809L (or _GNU_SOURCE).
+ * Installed, it is <cancel/cancel_uv.h> with `pkg-config --cflags --libs
+ * cancel-uv`, or find_package(cancel_uv) and the target cancel::cancel_uv.
  */
 #ifndef CANCEL_UV_H
 #define CANCEL_UV_H

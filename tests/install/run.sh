@@ -1,7 +1,10 @@
 #!/bin/sh
 # Install the library into a temporary prefix, then build a consumer through
 # pkg-config and through find_package(cancel), and compile the umbrella
-# header as C11, C17 and C++.  Usage: run.sh <build-dir> <source-dir>
+# header as C11, C17 and C++.  Then, for each bridge (bridges/) that the
+# build dir built and so installed, build and run its consumer through
+# pkg-config (cancel-uv, cancel-glib) and find_package(cancel_uv /
+# cancel_glib).  Usage: run.sh <build-dir> <source-dir>
 set -eu
 build=$1
 src=$2
@@ -45,3 +48,36 @@ ${CXX:-c++} -std=c++17 -Wall -Wextra -Werror -I"$inc" \
     "$src/tests/install/headers.cc" -o "$tmp/headers"
 "$tmp/headers"
 echo "install: pkg-config, find_package, C11, C17 and C++ all fine"
+
+# The bridges: installed by the build when it built them (pkg-config found
+# libuv / gio-2.0 there).  Never the _test variants.
+if find "$tmp/prefix" -name '*_test*' | grep -q .; then
+    echo "a test variant of a bridge is installed"; exit 1
+fi
+bridges=
+cmake_args=
+for b in uv glib; do
+    if [ ! -f "$libdir/pkgconfig/cancel-$b.pc" ]; then
+        echo "install: bridge cancel_$b was not built; its consumer is skipped"
+        continue
+    fi
+    test -f "$libdir/libcancel_$b.a"
+    test -f "$inc/cancel/cancel_$b.h"
+    test -f "$libdir/cmake/cancel_$b/cancel_${b}Config.cmake"
+    $cc -std=c11 -Wall -Wextra -Wpedantic -Werror \
+        $(pkg-config --cflags "cancel-$b") \
+        "$src/tests/install/consumer/${b}_main.c" \
+        -o "$tmp/$b-pc" $(pkg-config --libs "cancel-$b")
+    LD_LIBRARY_PATH="$libdir" "$tmp/$b-pc"
+    bridges="$bridges $b"
+    cmake_args="$cmake_args -DBRIDGE_$(echo $b | tr a-z A-Z)=ON"
+done
+if [ -n "$bridges" ]; then
+    cmake -S "$src/tests/install/consumer/bridges" -B "$tmp/bb" \
+          -DCMAKE_PREFIX_PATH="$tmp/prefix" $cmake_args >/dev/null
+    cmake --build "$tmp/bb" >/dev/null
+    for b in $bridges; do
+        LD_LIBRARY_PATH="$libdir" "$tmp/bb/${b}_consumer"
+    done
+    echo "install: bridge consumers ran through pkg-config and find_package:$bridges"
+fi
