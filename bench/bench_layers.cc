@@ -59,7 +59,7 @@ using bench::wall_ns;
 namespace
 {
 
-int g_reps = 5;
+int g_reps = 11;
 bool g_quick = false;
 long g_div = 1; /* --quick: sizes / 10 */
 std::vector<std::string> g_only;
