@@ -89,15 +89,24 @@ static int cont_fn(cancel_task *antecedent, void *arg, cancel_token t)
     return c->check ? cancel_check(t) : c->ret;
 }
 
+/* An antecedent on token t that will end `how` (0 ran, 1 canceled, 2
+ * faulted), running and held at its gate until a->go opens. */
+static cancel_task *running_antecedent(cancel_pool *pool, ante *a,
+                                       cancel_token t, int how)
+{
+    ante_init(a, how, true);
+    cancel_task *task = cancel_task_run(pool, ante_fn, a, t, 0);
+    ASSERT_NOT_NULL(task);
+    harness_gate_wait(&a->started);
+    return task;
+}
+
 /* An antecedent that ended `how` (0 ran, 1 canceled, 2 faulted). */
 static cancel_task *finished_antecedent(cancel_pool *pool, ante *a,
                                         cancel_source *src, int how)
 {
-    ante_init(a, how, true);
     cancel_task *task =
-        cancel_task_run(pool, ante_fn, a, cancel_source_token(src), 0);
-    ASSERT_NOT_NULL(task);
-    harness_gate_wait(&a->started);
+        running_antecedent(pool, a, cancel_source_token(src), how);
     if (how == 1)
         ASSERT_OK(cancel_source_cancel(src));
     harness_gate_open(&a->go);
@@ -213,10 +222,7 @@ TEST(continuation_waits_for_its_antecedent)
     cancel_pool *pool = cancel_pool_new(2);
     ASSERT_NOT_NULL(pool);
     ante a;
-    ante_init(&a, 0, true);
-    cancel_task *task = cancel_task_run(pool, ante_fn, &a, CANCEL_NONE, 0);
-    ASSERT_NOT_NULL(task);
-    harness_gate_wait(&a.started);
+    cancel_task *task = running_antecedent(pool, &a, CANCEL_NONE, 0);
     cont c;
     memset(&c, 0, sizeof(c));
     cancel_source *src = cancel_source_new();
@@ -317,10 +323,7 @@ TEST(continuation_of_task_canceled_in_queue_is_decided_at_once)
     cancel_pool *pool = cancel_pool_new(1);
     ASSERT_NOT_NULL(pool);
     ante blocker;
-    ante_init(&blocker, 0, true);
-    cancel_task *bt = cancel_task_run(pool, ante_fn, &blocker, CANCEL_NONE, 0);
-    ASSERT_NOT_NULL(bt);
-    harness_gate_wait(&blocker.started);
+    cancel_task *bt = running_antecedent(pool, &blocker, CANCEL_NONE, 0);
 
     cancel_source *src = cancel_source_new();
     ante a;
@@ -359,10 +362,7 @@ TEST(continuation_with_canceled_token_never_runs)
     ASSERT_NOT_NULL(pool);
     for (int late = 0; late < 2; late++) {
         ante a;
-        ante_init(&a, 0, true);
-        cancel_task *task = cancel_task_run(pool, ante_fn, &a, CANCEL_NONE, 0);
-        ASSERT_NOT_NULL(task);
-        harness_gate_wait(&a.started);
+        cancel_task *task = running_antecedent(pool, &a, CANCEL_NONE, 0);
         cancel_source *cs = cancel_source_new();
         cont c;
         memset(&c, 0, sizeof(c));
@@ -491,10 +491,7 @@ TEST(chain_of_continuations_runs_in_order)
     cancel_pool *pool = cancel_pool_new(3);
     ASSERT_NOT_NULL(pool);
     ante a;
-    ante_init(&a, 0, true);
-    cancel_task *first = cancel_task_run(pool, ante_fn, &a, CANCEL_NONE, 0);
-    ASSERT_NOT_NULL(first);
-    harness_gate_wait(&a.started);
+    cancel_task *first = running_antecedent(pool, &a, CANCEL_NONE, 0);
 
     enum { N = 8 };
     atomic_int log_n = 0;
@@ -591,10 +588,7 @@ TEST(long_chain_of_skipped_continuations_needs_no_deep_stack)
     cancel_pool *pool = cancel_pool_new(1);
     ASSERT_NOT_NULL(pool);
     ante blocker;
-    ante_init(&blocker, 0, true);
-    cancel_task *bt = cancel_task_run(pool, ante_fn, &blocker, CANCEL_NONE, 0);
-    ASSERT_NOT_NULL(bt);
-    harness_gate_wait(&blocker.started);
+    cancel_task *bt = running_antecedent(pool, &blocker, CANCEL_NONE, 0);
     cancel_source *src = cancel_source_new();
     ASSERT_NOT_NULL(src);
     ante a;
@@ -645,10 +639,7 @@ TEST(many_continuations_on_one_antecedent_each_run_once)
     cancel_pool *pool = cancel_pool_new(3);
     ASSERT_NOT_NULL(pool);
     ante a;
-    ante_init(&a, 2, true);
-    cancel_task *task = cancel_task_run(pool, ante_fn, &a, CANCEL_NONE, 0);
-    ASSERT_NOT_NULL(task);
-    harness_gate_wait(&a.started);
+    cancel_task *task = running_antecedent(pool, &a, CANCEL_NONE, 2);
     enum { N = 32 };
     cont c[N];
     cancel_task *ct[N];
@@ -683,10 +674,7 @@ TEST(continuation_released_before_it_runs_still_runs)
     cancel_pool *pool = cancel_pool_new(2);
     ASSERT_NOT_NULL(pool);
     ante a;
-    ante_init(&a, 0, true);
-    cancel_task *task = cancel_task_run(pool, ante_fn, &a, CANCEL_NONE, 0);
-    ASSERT_NOT_NULL(task);
-    harness_gate_wait(&a.started);
+    cancel_task *task = running_antecedent(pool, &a, CANCEL_NONE, 0);
     cont c;
     memset(&c, 0, sizeof(c));
     cancel_task *ct =
