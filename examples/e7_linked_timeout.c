@@ -87,7 +87,8 @@ static void say(const char *line)
  * Scaffolding for the scripted runs, not part of the port (a monitor of
  * script.h, plain pthreads): the worker counts the passes of work it
  * begins and, when gated, stops in each until it is let go on; the UI task
- * says when it has shown its message (instead of main's Thread.Sleep(1000)).
+ * says when it has shown its message (instead of main's Thread.Sleep(1000))
+ * and when its cancel has returned.
  */
 struct meeting {
     struct monitor mon;
@@ -95,6 +96,7 @@ struct meeting {
     bool ui_ready; /* the UI task has printed its message */
     int passes;    /* passes of work begun */
     int released;  /* passes of work let finish */
+    int canceled;  /* the UI task's cancel has returned (callbacks ran) */
 };
 
 static void meeting_init(struct meeting *m, bool gated)
@@ -140,6 +142,16 @@ static void meeting_release(struct meeting *m)
 {
     monitor_lock(&m->mon);
     m->released++;
+    monitor_broadcast(&m->mon);
+    monitor_unlock(&m->mon);
+}
+
+/* The UI task: the external source is canceled, and so, by the callbacks
+ * that call ran, is the worker's linked token. */
+static void meeting_canceled(struct meeting *m)
+{
+    monitor_lock(&m->mon);
+    m->canceled = 1;
     monitor_broadcast(&m->mon);
     monitor_unlock(&m->mon);
 }
@@ -334,6 +346,7 @@ static int ui_task(void *arg, cancel_token t)
         meeting_await(m, &m->passes, 1);
         say("[c] cancel");
         check("cancel_source_cancel", cancel_source_cancel(d->cts));
+        meeting_canceled(m);
         /* Main releases the worker once it has printed its line. */
         break;
     case KEYS:
@@ -404,8 +417,14 @@ static int run_demo(enum script script, int64_t timeout_ns)
         printf("AggregateException caught: %s\n", cancel_strerror(rc));
         fflush(stdout);
     }
-    if (script == SCRIPT_CANCEL)
+    if (script == SCRIPT_CANCEL) {
+        /* Main's wait can end as soon as the external token reads
+         * canceled, while the UI thread is still running the cancel's
+         * callbacks - the one that cancels the linked token among them.
+         * Let the worker look at its token only once they all ran. */
+        meeting_await(&d.meet, &d.meet.canceled, 1);
         meeting_release(&d.meet);
+    }
 
     /* Before anything is freed, the worker must be done: wait again,
      * without a token this time. */
